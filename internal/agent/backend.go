@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/weft-net/weft/fabric"
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/api"
+)
+
+// backend answers the local API on the agent's state.
+type backend Agent
+
+var _ api.Backend = (*backend)(nil)
+
+func (b *backend) agent() *Agent { return (*Agent)(b) }
+
+// Status implements api.Backend.
+func (b *backend) Status() api.Status {
+	a := b.agent()
+	members := a.ml.Members()
+	s := api.Status{
+		Node:        a.cfg.NodeName,
+		Cluster:     a.cfg.ClusterName,
+		Version:     a.version,
+		StartedAt:   a.started,
+		Encrypted:   a.key != nil,
+		Gossip:      a.ml.LocalAddr(),
+		Underlay:    a.underlay.Interface,
+		Advertise:   a.advert,
+		Location:    gossip.Location{Cloud: a.cfg.Location.Cloud, Region: a.cfg.Location.Region, Zone: a.cfg.Location.Zone},
+		ClusterCIDR: a.pool.CIDR,
+		Problems:    []string{},
+	}
+	for _, m := range members {
+		switch m.State {
+		case gossip.StateAlive:
+			s.MembersAlive++
+		case gossip.StateDead:
+			s.MembersDead++
+		}
+	}
+	a.mu.Lock()
+	s.Subnet = a.claim.Subnet
+	s.SubnetState = a.subState
+	keys := make([]string, 0, len(a.problems))
+	for k := range a.problems {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		s.Problems = append(s.Problems, fmt.Sprintf("%s: %s", k, a.problems[k]))
+	}
+	a.mu.Unlock()
+	if s.MembersDead > 0 {
+		s.Problems = append(s.Problems, fmt.Sprintf("members: %d dead", s.MembersDead))
+	}
+	s.Health = "ok"
+	if len(s.Problems) > 0 {
+		s.Health = "degraded"
+	}
+	return s
+}
+
+// Peers implements api.Backend: every member, itself included, with the
+// reason its subnet claim is not honoured where it is not.
+func (b *backend) Peers() []api.Peer {
+	a := b.agent()
+	members := a.ml.Members()
+	var claims []fabric.Claim
+	for _, m := range members {
+		if len(m.Record.Subnets) > 0 {
+			claims = append(claims, fabric.Claim{Node: m.Name, Subnet: m.Record.Subnets[0], ClaimedAt: m.Record.ClaimedAt, Static: m.Record.Static})
+		}
+	}
+	owners, _ := fabric.Owners(a.pool, claims)
+	out := make([]api.Peer, 0, len(members))
+	for _, m := range members {
+		p := api.Peer{
+			Name:     m.Name,
+			Local:    m.Local,
+			Underlay: slices.Clone(m.Record.Underlay),
+			Public:   m.Record.Public,
+			Location: m.Record.Location,
+			State:    m.State,
+			Since:    m.Since,
+		}
+		if len(m.Record.Subnets) > 0 {
+			p.Subnet = m.Record.Subnets[0]
+			switch w, ok := owners[p.Subnet]; {
+			case !ok:
+				p.Conflict = fmt.Sprintf("subnet %s is outside the cluster pool %s", p.Subnet, a.pool.CIDR)
+			case w.Node != m.Name:
+				p.Conflict = fmt.Sprintf("subnet %s belongs to %s (claimed earlier); %s must move", p.Subnet, w.Node, m.Name)
+			}
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Leave implements api.Backend: it hands the request to the agent's loop and
+// waits for the outcome.
+func (b *backend) Leave(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case b.agent().leave <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,57 @@
+// Package api is the agent's local API: JSON over a unix socket in the run
+// directory, readable by root only. Every CLI subcommand except agent and lab
+// is a client of it.
+package api
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/weft-net/weft/gossip"
+)
+
+// SocketName is the name of the API socket inside the agent's run directory.
+const SocketName = "weft.sock"
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Node        string          `json:"node"`
+	Cluster     string          `json:"cluster"`
+	Version     string          `json:"version"`
+	StartedAt   time.Time       `json:"startedAt"`
+	Encrypted   bool            `json:"encrypted"`
+	Gossip      netip.AddrPort  `json:"gossip"`
+	Underlay    string          `json:"underlayInterface"`
+	Advertise   netip.Addr      `json:"advertiseAddress"`
+	Location    gossip.Location `json:"location"`
+	ClusterCIDR netip.Prefix    `json:"clusterCIDR"`
+	Subnet      netip.Prefix    `json:"subnet,omitzero"`
+	// SubnetState is "claimed", "static", "waiting" or "exhausted".
+	SubnetState  string `json:"subnetState"`
+	MembersAlive int    `json:"membersAlive"`
+	MembersDead  int    `json:"membersDead"`
+	// Health is "ok" or "degraded"; Problems says why it is degraded.
+	Health   string   `json:"health"`
+	Problems []string `json:"problems"`
+}
+
+// Peer is one row of GET /v1/peers: a member as this node sees it.
+type Peer struct {
+	Name     string          `json:"name"`
+	Local    bool            `json:"local,omitempty"`
+	Underlay []netip.Addr    `json:"underlay"`
+	Public   netip.Addr      `json:"public,omitzero"`
+	Location gossip.Location `json:"location"`
+	Subnet   netip.Prefix    `json:"subnet,omitzero"`
+	State    gossip.State    `json:"state"`
+	Since    time.Time       `json:"since"`
+	// Path is how this node reaches the peer; empty until the data plane plans it (#3).
+	Path string `json:"path"`
+	// Conflict says why the peer's subnet claim is not honoured, if it is not.
+	Conflict string `json:"conflict,omitempty"`
+}
+
+// Error is the body of every answer whose status is not 2xx.
+type Error struct {
+	Error string `json:"error"`
+}

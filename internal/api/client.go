@@ -1,0 +1,93 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// ErrNoAgent is returned by Client calls when no agent serves the socket.
+var ErrNoAgent = errors.New("no weft agent is running")
+
+// Client talks to an agent's API socket. It is safe for concurrent use.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the agent whose run directory is runDir.
+func NewClient(runDir string) *Client {
+	path := filepath.Join(runDir, SocketName)
+	return &Client{
+		path: path,
+		hc: &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					var d net.Dialer
+					return d.DialContext(ctx, "unix", path)
+				},
+			},
+		},
+	}
+}
+
+// Status asks GET /v1/status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", &s)
+	return s, err
+}
+
+// Peers asks GET /v1/peers.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var p []Peer
+	err := c.do(ctx, http.MethodGet, "/v1/peers", &p)
+	return p, err
+}
+
+// Leave asks POST /v1/leave.
+func (c *Client) Leave(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/leave", nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://weft"+path, nil)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (no socket answers at %s; start one with `weft agent`, or point --run-dir at its run directory)", ErrNoAgent, c.path)
+		}
+		return fmt.Errorf("%s %s on %s: %w", method, path, c.path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer of %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: agent says: %s", method, path, e.Error)
+		}
+		return fmt.Errorf("%s %s: agent answered %s", method, path, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+	}
+	return nil
+}
