@@ -92,7 +92,12 @@ func FuzzDecide(f *testing.F) {
 	f.Add([]byte{0x01, 20, 5, 4, 3, 2, 1, 0, 0, 0, 0x77, 1, 0, 0, 0x74})
 	f.Add([]byte{0x10, 16, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0})
 	f.Add([]byte{0x20, 16, 0, 0, 0, 0, 0, 0, 0, 0, 6, 1, 0, 0, 0x70, 7, 2, 0, 1, 0})
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(subnetCheckDecide)
+}
+
+// subnetCheckDecide is FuzzDecide's property check for one input.
+func subnetCheckDecide(t *testing.T, data []byte) {
+	{
 		p, self, seed, others := subnetScenario(data)
 		in := slices.Clone(others)
 		d := Decide(p, self, seed, in)
@@ -171,5 +176,5 @@ func FuzzDecide(f *testing.F) {
 		default:
 			t.Fatalf("unknown action in %+v", d)
 		}
-	})
+	}
 }

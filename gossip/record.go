@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -291,19 +292,21 @@ func decodeRecord(b []byte) (Record, error) {
 	}
 	var seen uint16 // one bit per singular field type decoded
 	for off := 2; off < len(b); {
-		typ := b[off]
+		typ, name := b[off], fieldName(b[off])
 		n, w, err := uvarint(b[off+1:])
 		if err != nil {
-			return r, fmt.Errorf("field type %d at offset %d: length: %w", typ, off, err)
+			return r, fmt.Errorf("field type %d (%s) at offset %d: length: %w", typ, cmp.Or(name, "unknown"), off, err)
 		}
 		start := off + 1 + w
 		if n > uint64(len(b)-start) {
-			return r, fmt.Errorf("field type %d at offset %d: length %d past the end (%d bytes left)", typ, off, n, len(b)-start)
+			return r, fmt.Errorf("field type %d (%s) at offset %d: length %d past the end (%d bytes left)",
+				typ, cmp.Or(name, "unknown"), off, n, len(b)-start)
 		}
 		off = start + int(n)
-		if name := fieldName(typ); name == "" {
+		if name == "" {
 			continue // a field of a later version
-		} else if err := r.decodeField(typ, name, b[start:off], &seen); err != nil {
+		}
+		if err := r.decodeField(typ, name, b[start:off], &seen); err != nil {
 			return r, err
 		}
 	}

@@ -155,21 +155,27 @@ func TestDecodeRecordMalformed(t *testing.T) {
 	for i := range 9 {
 		nineLabels = append(nineLabels, recField(fieldLabel, recLabel(0, fmt.Sprint("k", i), "v")...))
 	}
+	full, err := recFull().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		in   []byte
 		want string
 	}{
 		{"empty", nil, "decode record: truncated header: 0 bytes"},
+		{"truncated", full[:len(full)-3], "decode record: field type 15 (labels) at offset 141: length 16 past the end (13 bytes left)"},
+		{"truncated in a length", recWire(wCluster, []byte{fieldUnderlay, 0x80}), "field type 2 (underlay) at offset 5: length: truncated varint"},
 		{"magic only", []byte{'W'}, "truncated header: 1 bytes"},
 		{"bad magic", []byte{'X', 1}, "magic byte 0x58, want 0x57 ('W')"},
 		{"version 2", []byte{'W', 2}, "version 2, this build reads only version 1"},
 		{"version 0", []byte{'W', 0}, "version 0,"},
 		{"over 512 bytes", recWire(wCluster, wUnderlay, recField(200, make([]byte, 510)...)), "decode record: 524 bytes, limit 512"},
 		{"no fields", recWire(), `record field cluster: "": required`},
-		{"no length", recWire([]byte{fieldCluster}), "field type 1 at offset 2: length: truncated varint"},
-		{"length past end", recWire([]byte{fieldCluster, 5, 'c'}), "field type 1 at offset 2: length 5 past the end (1 bytes left)"},
-		{"unknown field past end", recWire(wCluster, wUnderlay, []byte{99, 3, 0}), "field type 99 at offset 11: length 3 past the end (1 bytes left)"},
+		{"no length", recWire([]byte{fieldCluster}), "field type 1 (cluster) at offset 2: length: truncated varint"},
+		{"length past end", recWire([]byte{fieldCluster, 5, 'c'}), "field type 1 (cluster) at offset 2: length 5 past the end (1 bytes left)"},
+		{"unknown field past end", recWire(wCluster, wUnderlay, []byte{99, 3, 0}), "field type 99 (unknown) at offset 11: length 3 past the end (1 bytes left)"},
 		{"non-minimal length", recWire([]byte{fieldCluster, 0x81, 0x00, 'c'}), "non-minimal varint"},
 		{"length overflows", recWire(append(append([]byte{fieldCluster}, bytes.Repeat([]byte{0xff}, 9)...), 0x02)), "overflows 64 bits"},
 		{"cluster twice", recWire(wCluster, wUnderlay, wCluster), `record field cluster: "63": field repeated`},

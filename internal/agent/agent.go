@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -89,7 +88,7 @@ func New(o Options) (*Agent, error) {
 		host:     o.Host,
 		now:      o.Now,
 		pool:     fabric.Pool{CIDR: cfg.ClusterCIDR, Bits: cfg.SubnetSize},
-		seed:     seedOf(cfg.NodeName),
+		seed:     fabric.NodeSeed(cfg.NodeName),
 		leave:    make(chan chan error),
 		problems: map[string]string{},
 		subState: "waiting",
@@ -126,10 +125,21 @@ func New(o Options) (*Agent, error) {
 	return a, nil
 }
 
-func seedOf(name string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(name))
-	return h.Sum64()
+// staticConflict says which other claims overlap a static claim, or "".
+func staticConflict(self fabric.Claim, others []fabric.Claim) string {
+	if !self.Static {
+		return ""
+	}
+	var names []string
+	for _, o := range others {
+		if o.Subnet.Overlaps(self.Subnet) {
+			names = append(names, o.Node)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("static subnet %s is also claimed by %v", self.Subnet, names)
 }
 
 // Run runs the agent until ctx is done (the data plane and the node's place in
@@ -303,18 +313,17 @@ func (a *Agent) others() []fabric.Claim {
 func (a *Agent) decide() {
 	self := a.currentClaim()
 	self.Node = a.cfg.NodeName
-	d := fabric.Decide(a.pool, self, a.seed, a.others())
+	others := a.others()
+	d := fabric.Decide(a.pool, self, a.seed, others)
 	switch d.Action {
-	case fabric.Keep:
-		a.setProblem("subnet", "")
-		if self.Static && d.Reason != "" {
-			a.setProblem("subnet", d.Reason)
-		}
+	case fabric.ActionKeep:
+		a.setProblem("subnet", staticConflict(self, others))
 		a.ensureFiles(self)
 		return
-	case fabric.Wait:
+	case fabric.ActionWait:
+		a.setProblem("subnet", d.Reason)
 		return
-	case fabric.Exhausted:
+	case fabric.ActionExhausted:
 		a.log.Error("no free subnet", "pool", a.pool.CIDR, "reason", d.Reason)
 		a.setProblem("subnet", d.Reason)
 		a.mu.Lock()
@@ -387,7 +396,7 @@ func (a *Agent) doLeave() error {
 		return err
 	}
 	var errs []error
-	for _, p := range []string{filepath.Join(a.cfg.StateDir, fabric.StateFileName), filepath.Join(a.cfg.RunDir, SubnetEnvName)} {
+	for _, p := range []string{filepath.Join(a.cfg.StateDir, fabric.StateFile), filepath.Join(a.cfg.RunDir, SubnetEnvName)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
 		}
