@@ -54,11 +54,34 @@ func (d *delegate) NotifyMsg(b []byte) {
 	}
 }
 
-// GetBroadcasts, LocalState and MergeRemoteState are unused: the node record
-// travels as metadata. The policy store will use them (#9).
+// GetBroadcasts is unused: the node record travels as metadata.
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState sends the dead members this node keeps, so that the peer
+// reserves their subnets too (see reservation.go).
+func (d *delegate) LocalState(join bool) []byte {
+	d.m.mu.Lock()
+	rs := d.m.localReservationsLocked(d.m.cfg.Now())
+	d.m.mu.Unlock()
+	b, err := encodeReservations(rs)
+	if err != nil {
+		d.m.log.Error("encode dead members", "err", err)
+		return nil
+	}
+	return b
+}
+
+// MergeRemoteState learns the dead members a peer keeps.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	rs, err := decodeReservations(buf)
+	if err != nil {
+		d.m.log.Warn("peer state refused", "err", err)
+		return
+	}
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	d.m.mergeReservationsLocked(rs, d.m.cfg.Now())
+}
 
 // check decodes and validates a peer's record and checks its cluster.
 func (d *delegate) check(n *memberlist.Node) (Record, error) {
@@ -141,6 +164,7 @@ func (d *delegate) upsert(n *memberlist.Node, kind EventKind) {
 	delete(d.m.refused, n.Name)
 	if kind == EventJoined {
 		delete(d.m.leaving, n.Name)
+		delete(d.m.left, n.Name)
 	}
 	now := d.m.cfg.Now()
 	mem, ok := d.m.members[n.Name]
@@ -187,6 +211,7 @@ func addrOf(n *memberlist.Node) netip.AddrPort {
 func (d *delegate) dropLocked(mem *Member) {
 	delete(d.m.members, mem.Name)
 	delete(d.m.leaving, mem.Name)
+	d.m.left[mem.Name] = d.m.cfg.Now()
 	d.m.log.Info("member left", "node", mem.Name)
 	d.m.emitLocked(Event{Kind: EventLeft, Node: mem.Name, Addr: mem.Addr, Record: mem.Record})
 }

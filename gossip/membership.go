@@ -136,8 +136,9 @@ type Membership struct {
 	meta    []byte
 	record  Record
 	members map[string]*Member
-	refused map[string]string // node -> last refusal logged, to log each refusal once
-	leaving map[string]bool   // nodes that announced they are leaving
+	refused map[string]string    // node -> last refusal logged, to log each refusal once
+	leaving map[string]bool      // nodes that announced they are leaving
+	left    map[string]time.Time // nodes that left, so peers' stale reservations do not bring them back
 	queue   []Event
 	wake    chan struct{}
 
@@ -169,6 +170,7 @@ func New(cfg Config) (*Membership, error) {
 		members: map[string]*Member{},
 		refused: map[string]string{},
 		leaving: map[string]bool{},
+		left:    map[string]time.Time{},
 		wake:    make(chan struct{}, 1),
 		events:  make(chan Event),
 		stop:    make(chan struct{}),

@@ -367,7 +367,7 @@ func (r *Record) decodeField(typ byte, name string, v []byte, seen *uint16) erro
 			size = 16
 		}
 		if len(v) == 0 || int(v[0]) > size*8 {
-			return bad("no prefix length from 0 to %d", size*8)
+			return bad("prefix length missing or over %d", size*8)
 		}
 		if bits := int(v[0]); len(v) != 1+(bits+7)/8 {
 			return bad("length %d, want %d for a /%d", len(v), 1+(bits+7)/8, bits)
@@ -409,8 +409,11 @@ func (r *Record) decodeLabel(v []byte, bad func(string, ...any) error) error {
 	if len(r.Labels) == MaxLabels {
 		return bad("more than %d labels", MaxLabels)
 	}
-	if len(v) == 0 || int(v[0]) >= len(labelKeyPrefixes()) {
-		return bad("no known key prefix code")
+	if len(v) == 0 {
+		return bad("empty")
+	}
+	if int(v[0]) >= len(labelKeyPrefixes()) {
+		return bad("unknown key prefix code %d", v[0])
 	}
 	n, w, err := uvarint(v[1:])
 	if err != nil || n > uint64(len(v)-1-w) {

@@ -24,8 +24,10 @@ import (
 // SubnetEnvName is the flannel-compatible file the agent writes in its run dir.
 const SubnetEnvName = "subnet.env"
 
-// recordTimeout bounds how long publishing a new record waits for memberlist.
-const recordTimeout = 2 * time.Second
+// recordTimeout is how long publishing a new record waits for memberlist to
+// finish broadcasting it: not at all. The loop must not stall on a busy
+// cluster; gossip spreads the record anyway, and push/pull repairs misses.
+const recordTimeout = 0
 
 // firstClaimWait is how long a node without a subnet waits to hear from its
 // seeds before it claims one on what it knows: long enough for a join and a
@@ -353,10 +355,10 @@ func (a *Agent) decide() {
 	rec := a.recordLocked()
 	a.mu.Unlock()
 	a.setProblem("subnet", "")
+	a.ensureFiles(nc)
 	if err := a.ml.SetRecord(rec, recordTimeout); err != nil {
 		a.log.Error("publish record", "err", err)
 	}
-	a.ensureFiles(nc)
 }
 
 // ensureFiles writes subnet.env when its content would change.

@@ -176,7 +176,7 @@ func decodeStruct(raw json.RawMessage, dst reflect.Value, path string) error {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		i, ok := fields[k]
 		if !ok {
-			errs = append(errs, unknownField(joinPath(path, k), k, names))
+			errs = append(errs, unknownField(joinPath(path, cut(k)), k, names))
 			continue
 		}
 		if isNull(m[k]) {
@@ -219,7 +219,7 @@ func decodeValue(raw json.RawMessage, dst reflect.Value, path string) error {
 		var errs []error
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			elem := reflect.New(t.Elem()).Elem()
-			if err := decodeValue(m[k], elem, path+"["+strconv.Quote(k)+"]"); err != nil {
+			if err := decodeValue(m[k], elem, path+"["+strconv.Quote(cut(k))+"]"); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -306,14 +306,18 @@ func isNull(raw json.RawMessage) bool {
 
 // show renders raw JSON for an error, cut to maxShownValue bytes.
 func show(raw json.RawMessage) string {
-	s := string(bytes.TrimSpace(raw))
+	return cut(string(bytes.TrimSpace(raw)))
+}
+
+// cut shortens s to at most maxShownValue bytes (on a rune boundary) plus
+// "...", so that a huge value does not swamp an error message.
+func cut(s string) string {
 	if len(s) <= maxShownValue {
 		return s
 	}
-	cut := maxShownValue
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	n := maxShownValue
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	return s[:cut] + "..."
+	return s[:n] + "..."
 }
-

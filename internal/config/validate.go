@@ -179,7 +179,7 @@ func checkLabels(errs *[]error, labels map[string]string) {
 			Err: fmt.Errorf("at most %d allowed", maxLabels)})
 	}
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		field := "labels[" + strconv.Quote(k) + "]"
+		field := "labels[" + strconv.Quote(cut(k)) + "]"
 		if !isLabelKey(k) {
 			*errs = append(*errs, &FieldError{Field: field, Value: quote(k),
 				Err: errors.New("key must be a name of at most 63 characters (a-z, A-Z, 0-9, '-', '_', '.', starting and ending with a letter or digit), optionally prefixed by a DNS subdomain and '/'")})
@@ -360,12 +360,8 @@ func isAlnum(b byte) bool { return isLowerAlnum(b) || b >= 'A' && b <= 'Z' }
 
 // quote quotes s for an error, cut to maxShownValue bytes.
 func quote(s string) string {
-	if len(s) > maxShownValue {
-		cut := maxShownValue
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		return strconv.Quote(s[:cut]) + "..."
+	if c := cut(s); c != s {
+		return strconv.Quote(strings.TrimSuffix(c, "...")) + "..."
 	}
 	return strconv.Quote(s)
 }

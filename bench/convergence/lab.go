@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/netlab"
+)
+
+// labPoll is how often the lab runs ask the agents for their views: the
+// resolution of the lab numbers.
+const labPoll = 100 * time.Millisecond
+
+// labTopology returns two L2 segments joined by router rt, with hosts
+// h1..hn split between them (the first half on sa), all in one region.
+func labTopology(n int) netlab.Topology {
+	t := netlab.Topology{
+		Segments: []netlab.Segment{
+			{Name: "sa", Prefix: netip.MustParsePrefix("198.18.10.0/24")},
+			{Name: "sb", Prefix: netip.MustParsePrefix("198.18.20.0/24")},
+		},
+		Routers: []netlab.Router{{Name: "rt", Segments: []string{"sa", "sb"}}},
+	}
+	for i := 1; i <= n; i++ {
+		seg := "sa"
+		if i > (n+1)/2 {
+			seg = "sb"
+		}
+		t.Hosts = append(t.Hosts, netlab.Host{Name: fmt.Sprintf("h%d", i), Segment: seg})
+	}
+	return t
+}
+
+// buildWeft builds the weft binary into dir and returns its path.
+func buildWeft(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "weft")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/weft-net/weft/cmd/weft").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build weft: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// gossipConfig returns the agent config fields for p's timings; zero fields
+// are left out, so the agent uses its defaults.
+func gossipConfig(p profile) map[string]any {
+	g := map[string]any{}
+	if p.ProbeInterval > 0 {
+		g["probeInterval"] = p.ProbeInterval.String()
+	}
+	if p.ProbeTimeout > 0 {
+		g["probeTimeout"] = p.ProbeTimeout.String()
+	}
+	if p.SuspicionMult > 0 {
+		g["suspicionMult"] = p.SuspicionMult
+	}
+	if len(g) == 0 {
+		return nil
+	}
+	return map[string]any{"gossip": g}
+}
+
+// runLab measures one lab of n hosts, each running a real `weft agent` in its
+// own network namespace: every agent is started at once (seeded by the first
+// host of each segment), the lab is left alone for o.settle, then one
+// non-seed agent is killed with SIGKILL and the survivors are asked, every
+// labPoll, until all of them report it dead. The namespaces are removed
+// before it returns, whatever happens.
+func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) {
+	res = Result{Mode: "lab", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
+	clock := cpuClock(machineCPU)
+	fail := func(what string, err error) Result {
+		res.Err = fmt.Sprintf("%s: %v", what, err)
+		return res
+	}
+	l, err := netlab.Build(ctx, labTopology(n), netlab.Options{})
+	if err != nil {
+		return fail("build lab", err)
+	}
+	o.log.Debug("lab built", "prefix", l.Prefix(), "hosts", n)
+	defer func() {
+		if err := l.Close(); err != nil {
+			res.Err = strings.TrimPrefix(res.Err+"; ", "; ") + fmt.Sprintf("close lab: %v", err)
+		}
+	}()
+	dir, err := os.MkdirTemp("", "weft-bench-lab-")
+	if err != nil {
+		return fail("make work dir", err)
+	}
+	defer os.RemoveAll(dir)
+	c, err := lab.NewCluster(l, lab.ClusterOptions{
+		Binary:  o.binary,
+		Dir:     dir,
+		Regions: map[string]string{"sa": "r1", "sb": "r1"},
+		Config:  gossipConfig(p),
+	})
+	if err != nil {
+		return fail("new cluster", err)
+	}
+	hosts := l.Hosts()
+	victim := hosts[1+rand.N(len(hosts)-1)]
+	seeds := []string{l.HostAddr(hosts[0]).String()}
+	if last := hosts[len(hosts)-1]; n > 2 {
+		seeds = append(seeds, l.HostAddr(last).String())
+		for victim == last {
+			victim = hosts[1+rand.N(len(hosts)-1)]
+		}
+	}
+	peak := startPeak(clock)
+	defer func() {
+		// Runs before l.Close: stop every agent first.
+		if err := c.Close(); err != nil {
+			res.Err = strings.TrimPrefix(res.Err+"; ", "; ") + fmt.Sprintf("stop agents: %v", err)
+		}
+		res.CPUPeak = peak.Stop()
+		res.FalseDeaths = countFalseDeaths(c, hosts, victim)
+	}()
+
+	c0 := clock.mark()
+	for _, h := range hosts {
+		if err := c.Start(h, seeds, nil); err != nil {
+			return fail("start agents", err)
+		}
+	}
+	conv, err := pollUntil(ctx, o.convergeTimeout, c0.wall, hosts, func(views []lab.View) []bool {
+		ok := make([]bool, len(views))
+		for i, v := range views {
+			ok[i], _ = lab.Converged([]lab.View{v}, hosts)
+		}
+		return ok
+	}, c)
+	c1 := clock.mark()
+	res.CPUConverge = cores(c0, c1)
+	if err != nil {
+		res.MinView = labMinView(c.Views(ctx, hosts))
+		return fail("converge", err)
+	}
+	res.ConvergeMS, res.MinView = ms(slices.Max(conv)), n
+
+	if err := wait(ctx, nil, o.settle); err != nil {
+		return fail("settle", err)
+	}
+	c2 := clock.mark()
+	res.CPUSteady = cores(c1, c2)
+
+	survivors := slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h == victim })
+	crashedAt := time.Now()
+	if err := c.Kill(victim); err != nil {
+		return fail("kill "+victim, err)
+	}
+	times, err := pollUntil(ctx, o.detectTimeout, crashedAt, survivors, func(views []lab.View) []bool {
+		dead := make([]bool, len(views))
+		for i, v := range views {
+			for _, p := range v.Peers {
+				if p.Name == victim && p.State == gossip.StateDead {
+					dead[i] = true
+				}
+			}
+		}
+		return dead
+	}, c)
+	res.CPUDetect = cores(c2, clock.mark())
+	detectStats(&res, slices.DeleteFunc(times, func(d time.Duration) bool { return d < 0 }))
+	if err != nil {
+		return fail(fmt.Sprintf("detect: %d of %d survivors saw %s die", res.Detected, n-1, victim), err)
+	}
+	return res
+}
+
+// pollUntil asks the hosts not yet done for their views every labPoll until
+// done reports true for each, and returns when each was first seen done,
+// measured from since (-1 for hosts never seen done). Once all are done it
+// asks all of them again, and starts over with those no longer done.
+func pollUntil(ctx context.Context, timeout time.Duration, since time.Time, hosts []string, done func([]lab.View) []bool, c *lab.Cluster) ([]time.Duration, error) {
+	at := make([]time.Duration, len(hosts))
+	for i := range at {
+		at[i] = -1
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var ask []int
+		for i := range hosts {
+			if at[i] < 0 {
+				ask = append(ask, i)
+			}
+		}
+		if len(ask) == 0 {
+			// Confirm: every host at once.
+			ok := done(c.Views(ctx, hosts))
+			if !slices.Contains(ok, false) {
+				return at, nil
+			}
+			for i, good := range ok {
+				if !good {
+					at[i] = -1
+				}
+			}
+			continue
+		}
+		names := make([]string, len(ask))
+		for j, i := range ask {
+			names[j] = hosts[i]
+		}
+		ok := done(c.Views(ctx, names))
+		now := time.Since(since)
+		for j, i := range ask {
+			if ok[j] {
+				at[i] = now
+			}
+		}
+		if time.Now().After(deadline) {
+			return at, fmt.Errorf("%w after %s", errTimeout, timeout)
+		}
+		if err := wait(ctx, nil, labPoll); err != nil {
+			return at, err
+		}
+	}
+}
+
+// labMinView returns the smallest number of live peers any answering agent reports.
+func labMinView(views []lab.View) int {
+	least := -1
+	for _, v := range views {
+		if v.Err != nil {
+			continue
+		}
+		alive := 0
+		for _, p := range v.Peers {
+			if p.State == gossip.StateAlive {
+				alive++
+			}
+		}
+		if least < 0 || alive < least {
+			least = alive
+		}
+	}
+	return max(least, 0)
+}
+
+// countFalseDeaths counts the "member dead" lines in the agents' logs that
+// name a member other than victim.
+func countFalseDeaths(c *lab.Cluster, hosts []string, victim string) int {
+	count := 0
+	for _, h := range hosts {
+		for line := range strings.Lines(c.Log(h)) {
+			if !strings.Contains(line, `msg="member dead"`) {
+				continue
+			}
+			if !slices.Contains(strings.Fields(line), "node="+victim) {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+// errNotRoot says the lab mode needs root.
+var errNotRoot = errors.New("lab mode needs root: it makes network namespaces, veths and bridges")
