@@ -210,6 +210,19 @@ func TestStateFileErrors(t *testing.T) {
 			t.Errorf("LoadState of a directory named %s = %t, %v; want an error naming it", StateFile, ok, err)
 		}
 	})
+	t.Run("failed rename leaves no temporary file", func(t *testing.T) {
+		dir := t.TempDir()
+		// A non-empty directory in the way makes rename(2) fail.
+		if err := os.MkdirAll(filepath.Join(dir, StateFile, "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := SaveState(dir, State{Subnet: subnetPrefix("10.244.3.0/24")}); err == nil {
+			t.Errorf("SaveState over a non-empty directory succeeded")
+		}
+		if diff := cmp.Diff([]string{StateFile}, subnetListDir(t, dir)); diff != "" {
+			t.Errorf("state dir after a failed save (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("dir is a file", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "file")
 		if err := os.WriteFile(dir, nil, 0o600); err != nil {

@@ -254,9 +254,12 @@ func decideStatic(p Pool, self Claim, others []Claim) Decision {
 	return Decision{Action: ActionKeep, Subnet: s, Reason: reason}
 }
 
-// strongest returns the best claim among others that beats the dynamic claim
-// self on its subnet: a valid claim on the same subnet that Beats self, or a
-// static claim overlapping it. ok is false when self wins.
+// strongest returns the best claim (by Beats) among the claims in others that
+// take the dynamic claim self's subnet from it: any static claim that
+// overlaps it, aligned or not (static claims are honoured), and any valid
+// claim on the same subnet that Beats self. Dynamic claims that are invalid
+// in the pool do not count: their nodes have to move. ok is false when self
+// keeps its subnet.
 func strongest(p Pool, self Claim, others []Claim) (best Claim, ok bool) {
 	for _, o := range others {
 		if o.Node == self.Node || !o.Subnet.IsValid() {

@@ -27,6 +27,7 @@ func (b *subnetBytes) uint16() int { return int(b.byte())<<8 | int(b.byte()) }
 // others from fuzz bytes. The pools are mostly small, so that collisions and
 // exhaustion are common, and sometimes invalid or capped at MaxPoolSize.
 func subnetScenario(data []byte) (p Pool, self Claim, seed uint64, others []Claim) {
+	const maxOthers = 64 // bounds the cost of an input; the rest is ignored
 	b := &subnetBytes{data: data}
 	shape := b.byte()
 	v6 := shape&1 != 0
@@ -53,7 +54,7 @@ func subnetScenario(data []byte) (p Pool, self Claim, seed uint64, others []Clai
 	seed = binary.LittleEndian.Uint64(s[:])
 	names := []string{"", "a", "b", "c", "d", "e", "f", "g"}
 	parent := netip.PrefixFrom(cidr.Addr(), max(0, cidrBits-1)).Masked()
-	for first := true; first || len(b.data) > 0; first = false {
+	for first := true; first || (len(b.data) > 0 && len(others) < maxOthers); first = false {
 		kind, name, idx, flags := b.byte(), b.byte(), b.uint16(), b.byte()
 		c := Claim{Node: names[name%8], ClaimedAt: int64(flags % 4), Static: flags&0x70 == 0x70}
 		if flags&0x0c == 0x0c {

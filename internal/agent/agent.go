@@ -366,7 +366,11 @@ func (a *Agent) ensureFiles(c fabric.Claim) {
 	if !c.Subnet.IsValid() {
 		return
 	}
-	env := fabric.SubnetEnv{Network: a.pool.CIDR, Subnet: c.Subnet, MTU: a.underlay.MTU, IPMasq: false}
+	// flannel writes the subnet's first address (the CNI bridge gateway) with
+	// the subnet's length. The MTU is the underlay's until the data plane adds
+	// encapsulation (#3); masquerade is not done yet, so IPMASQ says false.
+	gw := netip.PrefixFrom(c.Subnet.Addr().Next(), c.Subnet.Bits())
+	env := fabric.SubnetEnv{Network: a.pool.CIDR, Subnet: gw, MTU: a.underlay.MTU, IPMasq: false}
 	path := filepath.Join(a.cfg.RunDir, SubnetEnvName)
 	want := env.Render()
 	if have, err := os.ReadFile(path); err == nil && string(have) == string(want) {

@@ -215,6 +215,8 @@ func TestParseValidateBad(t *testing.T) {
 		{"join port zero", "join: [\"198.18.0.1:0\"]\n", "join[0]", `"198.18.0.1:0"`},
 		{"join underscore", "join: [ok, bad_host]\n", "join[1]", `"bad_host"`},
 		{"join short IP", "join: [\"1.2.3\"]\n", "join[0]", `"1.2.3"`},
+		{"join unspecified", "join: [\"[::]:7946\"]\n", "join[0]", `"[::]:7946"`},
+		{"join multicast", "join: [224.0.0.1]\n", "join[0]", `"224.0.0.1"`},
 		{"join empty port", "join: [\"seed:\"]\n", "join[0]", `"seed:"`},
 		{"bindAddress multicast", "bindAddress: 224.0.0.1\n", "bindAddress", `"224.0.0.1"`},
 		{"bindAddress empty", "bindAddress: \"\"\n", "bindAddress", `""`},

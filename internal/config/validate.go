@@ -228,14 +228,14 @@ func checkSeed(s string) error {
 	if s == "" {
 		return errors.New("must not be empty")
 	}
-	if _, err := netip.ParseAddr(s); err == nil {
-		return nil
+	if a, err := netip.ParseAddr(s); err == nil {
+		return checkAddr(a, false)
 	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
 		if ap.Port() == 0 {
 			return errors.New("port must be between 1 and 65535")
 		}
-		return nil
+		return checkAddr(ap.Addr(), false)
 	}
 	host := s
 	if h, port, err := net.SplitHostPort(s); err == nil {

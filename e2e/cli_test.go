@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-net/weft/internal/api"
+)
+
+// weft runs the weft binary (in the root namespace: the API is a unix
+// socket, no network is involved) and returns its output and exit code.
+func weft(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(weftBinary, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run weft %v: %v", args, err)
+	}
+	return string(out), code
+}
+
+// TestCLI: status and peers as tables and JSON; leave takes a node out and
+// the others drop it at once; asking a stopped agent gives a clear message.
+func TestCLI(t *testing.T) {
+	c := newCluster(t, twoSegments(2, 1), nil)
+	hosts := c.Lab().Hosts()
+	seeds := []string{c.Lab().HostAddr("a1").String()}
+	startAll(t, c, hosts, seeds)
+	waitConverged(t, c, hosts, 60*time.Second)
+
+	out, code := weft(t, "peers", "--run-dir", c.RunDir("a1"), "--output", "json")
+	if code != 0 {
+		t.Fatalf("weft peers: exit %d: %s", code, out)
+	}
+	var peers []api.Peer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil || len(peers) != 3 {
+		t.Fatalf("weft peers --output json: %v, %d peers:\n%s", err, len(peers), out)
+	}
+	out, code = weft(t, "peers", "--run-dir", c.RunDir("a1"))
+	if code != 0 || !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "a1 *") || strings.Count(out, "\n") != 4 {
+		t.Errorf("weft peers table (exit %d):\n%s", code, out)
+	}
+	out, code = weft(t, "status", "--run-dir", c.RunDir("b1"))
+	if code != 0 || !strings.Contains(out, "members:   3 alive, 0 dead") || !strings.Contains(out, "health:    ok") {
+		t.Errorf("weft status (exit %d):\n%s", code, out)
+	}
+
+	out, code = weft(t, "leave", "--run-dir", c.RunDir("b1"))
+	if code != 0 {
+		t.Fatalf("weft leave: exit %d: %s", code, out)
+	}
+	if err := c.Exited("b1", 10*time.Second); err != nil {
+		t.Fatalf("agent after leave: %v", err)
+	}
+	for _, h := range []string{"a1", "a2"} {
+		poll(t, 5*time.Second, h+" drops b1", func() (bool, string) {
+			_, ok := peerOf(t, c, h, "b1")
+			return !ok, "still listed"
+		})
+	}
+	out, code = weft(t, "status", "--run-dir", c.RunDir("b1"))
+	if code != 1 || !strings.Contains(out, "no weft agent is running") {
+		t.Errorf("status without agent: exit %d: %s", code, out)
+	}
+	out, code = weft(t, "status", "--run-dir", c.RunDir("a1"), "--output", "yaml")
+	if code != 2 || !strings.Contains(out, "--output") {
+		t.Errorf("bad --output: exit %d: %s", code, out)
+	}
+}
