@@ -144,8 +144,7 @@ func (t *tracker) totalFalseDeaths() int {
 // have declared it dead.
 func runInproc(ctx context.Context, p profile, n, run int, o options) (res Result) {
 	res = Result{Mode: "inproc", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
-	clock := cpuClock(processCPU)
-	peak := startPeak(clock)
+	peak := startPeak()
 	tr := newTracker(n)
 	members := make([]*gossip.Membership, 0, n)
 	var drains sync.WaitGroup
@@ -200,18 +199,18 @@ func runInproc(ctx context.Context, p profile, n, run int, o options) (res Resul
 
 	jctx, cancelJoins := context.WithCancel(ctx)
 	defer cancelJoins()
-	c0 := clock.mark()
+	c0 := markCPU()
 	start := c0.wall
 	for _, m := range members {
 		go func() { _, _ = m.Join(jctx, seeds, o.joinRetryMax) }()
 	}
 	if err := wait(ctx, tr.converged, o.convergeTimeout); err != nil {
 		res.MinView = tr.minView()
-		res.CPUConverge = cores(c0, clock.mark())
+		res.CPUConverge = cores(c0, markCPU())
 		res.Err = fmt.Sprintf("converge: %v", err)
 		return res
 	}
-	c1 := clock.mark()
+	c1 := markCPU()
 	tr.mu.Lock()
 	res.ConvergeMS = ms(tr.at.Sub(start))
 	tr.mu.Unlock()
@@ -223,7 +222,7 @@ func runInproc(ctx context.Context, p profile, n, run int, o options) (res Resul
 		res.Err = fmt.Sprintf("settle: %v", err)
 		return res
 	}
-	c2 := clock.mark()
+	c2 := markCPU()
 	res.CPUSteady = cores(c1, c2)
 
 	// The victim is not a seed, so the survivors' joins and reconnects behave
@@ -233,7 +232,7 @@ func runInproc(ctx context.Context, p profile, n, run int, o options) (res Resul
 	crashedAt := time.Now()
 	_ = members[vi].Shutdown()
 	err := wait(ctx, tr.detected, o.detectTimeout)
-	res.CPUDetect = cores(c2, clock.mark())
+	res.CPUDetect = cores(c2, markCPU())
 	detectStats(&res, tr.detectTimes(crashedAt))
 	if err != nil {
 		res.Err = fmt.Sprintf("detect: %d of %d survivors saw the crash: %v", res.Detected, n-1, err)

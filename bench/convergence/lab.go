@@ -79,7 +79,6 @@ func gossipConfig(p profile) map[string]any {
 // before it returns, whatever happens.
 func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) {
 	res = Result{Mode: "lab", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
-	clock := cpuClock(machineCPU)
 	fail := func(what string, err error) Result {
 		res.Err = fmt.Sprintf("%s: %v", what, err)
 		return res
@@ -117,7 +116,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			victim = hosts[1+rand.N(len(hosts)-1)]
 		}
 	}
-	peak := startPeak(clock)
+	peak := startPeak()
 	defer func() {
 		// Runs before l.Close: stop every agent first.
 		if err := c.Close(); err != nil {
@@ -127,7 +126,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		res.FalseDeaths = countFalseDeaths(c, hosts, victim)
 	}()
 
-	c0 := clock.mark()
+	c0 := markCPU()
 	for _, h := range hosts {
 		if err := c.Start(h, seeds, nil); err != nil {
 			return fail("start agents", err)
@@ -140,7 +139,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		}
 		return ok
 	}, c)
-	c1 := clock.mark()
+	c1 := markCPU()
 	res.CPUConverge = cores(c0, c1)
 	if err != nil {
 		res.MinView = labMinView(c.Views(ctx, hosts))
@@ -151,7 +150,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	if err := wait(ctx, nil, o.settle); err != nil {
 		return fail("settle", err)
 	}
-	c2 := clock.mark()
+	c2 := markCPU()
 	res.CPUSteady = cores(c1, c2)
 
 	survivors := slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h == victim })
@@ -170,7 +169,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		}
 		return dead
 	}, c)
-	res.CPUDetect = cores(c2, clock.mark())
+	res.CPUDetect = cores(c2, markCPU())
 	detectStats(&res, slices.DeleteFunc(times, func(d time.Duration) bool { return d < 0 }))
 	if err != nil {
 		return fail(fmt.Sprintf("detect: %d of %d survivors saw %s die", res.Detected, n-1, victim), err)

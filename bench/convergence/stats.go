@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"slices"
@@ -47,12 +49,16 @@ type Result struct {
 	FalseDeaths int `json:"falseDeaths"`
 
 	// CPU in cores (1.0 = one core busy) averaged over each phase, and the
-	// busiest one-second window of the run. Inproc: this process
-	// (getrusage); lab: the whole machine (/proc/stat).
+	// busiest one-second window of the run: this process and its children
+	// (the lab's agents), from getrusage and /proc/<pid>/stat.
 	CPUConverge float64 `json:"cpuConverge"`
 	CPUSteady   float64 `json:"cpuSteady"`
 	CPUDetect   float64 `json:"cpuDetect"`
 	CPUPeak     float64 `json:"cpuPeak"`
+	// CPUForeign is how many cores other processes of this shared machine
+	// used during the run, on average; Noisy is set when that was over -quiet.
+	CPUForeign float64 `json:"cpuForeign"`
+	Noisy      bool    `json:"noisy,omitempty"`
 
 	Err string `json:"err,omitempty"`
 }
@@ -62,11 +68,13 @@ func (r Result) ok() bool { return r.Err == "" && r.ConvergeMS >= 0 && r.Detecte
 
 // Summary is the medians over the runs of one (mode, N, profile).
 type Summary struct {
-	Mode           string  `json:"mode"`
-	Profile        string  `json:"profile"`
-	N              int     `json:"n"`
-	Runs           int     `json:"runs"`
-	OK             int     `json:"ok"`
+	Mode    string `json:"mode"`
+	Profile string `json:"profile"`
+	N       int    `json:"n"`
+	Runs    int    `json:"runs"`
+	OK      int    `json:"ok"`
+	// Noisy runs (other processes busy) are left out of the medians, unless all were.
+	Noisy          int     `json:"noisy"`
 	ConvergeMS     float64 `json:"convergeMs"`
 	DetectFirstMS  float64 `json:"detectFirstMs"`
 	DetectMedianMS float64 `json:"detectMedianMs"`
@@ -77,7 +85,8 @@ type Summary struct {
 }
 
 // summarize groups results by (mode, N, profile) in first-seen order. Medians
-// are over the runs that got that far (-1 when none did).
+// are over the quiet runs that got that far (-1 when none did); noisy runs
+// count only when every run of the group was noisy.
 func summarize(results []Result) []Summary {
 	type key struct {
 		mode, profile string
@@ -95,7 +104,12 @@ func summarize(results []Result) []Summary {
 	out := make([]Summary, 0, len(order))
 	for _, k := range order {
 		rs := groups[k]
-		s := Summary{Mode: k.mode, Profile: k.profile, N: k.n, Runs: len(rs)}
+		quiet := slices.DeleteFunc(slices.Clone(rs), func(r Result) bool { return r.Noisy })
+		s := Summary{Mode: k.mode, Profile: k.profile, N: k.n, Noisy: len(rs) - len(quiet)}
+		if len(quiet) > 0 {
+			rs = quiet
+		}
+		s.Runs = len(rs)
 		var conv, first, med, all, steady []float64
 		for _, r := range rs {
 			if r.ok() {
@@ -145,21 +159,25 @@ func secs(v float64) string {
 // printTables writes the summary and then every run.
 func printTables(w io.Writer, results []Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tN\tprofile\truns ok\tconverge s\tdead: first s\tmedian s\tall s\tfalse deaths\tcpu steady\tcpu peak\t")
+	fmt.Fprintln(tw, "mode\tN\tprofile\truns ok\tnoisy\tconverge s\tdead: first s\tmedian s\tall s\tfalse deaths\tcpu steady\tcpu peak\t")
 	for _, s := range summarize(results) {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%d\t%.2f\t%.2f\t\n", s.Mode, s.N, s.Profile, s.OK, s.Runs,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%d\t%s\t%s\t%s\t%s\t%d\t%.2f\t%.2f\t\n", s.Mode, s.N, s.Profile, s.OK, s.Runs, s.Noisy,
 			secs(s.ConvergeMS), secs(s.DetectFirstMS), secs(s.DetectMedianMS), secs(s.DetectAllMS), s.FalseDeaths, s.CPUSteady, s.CPUPeak)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "\nruns:")
+	fmt.Fprintln(w, "\nruns (foreign: cores used by other processes; * noisy, left out of the medians):")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tN\tprofile\trun\tconverge s\tmin view\tdead: first s\tmedian s\tall s\tdetected\tfalse deaths\tcpu conv\tsteady\tdetect\tpeak\terror")
+	fmt.Fprintln(tw, "mode\tN\tprofile\trun\tconverge s\tmin view\tdead: first s\tmedian s\tall s\tdetected\tfalse deaths\tcpu conv\tsteady\tdetect\tpeak\tforeign\t error")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\n", r.Mode, r.N, r.Profile, r.Run,
+		noisy := ""
+		if r.Noisy {
+			noisy = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f%s\t %s\n", r.Mode, r.N, r.Profile, r.Run,
 			secs(r.ConvergeMS), r.MinView, secs(r.DetectFirstMS), secs(r.DetectMedianMS), secs(r.DetectAllMS), r.Detected,
-			r.FalseDeaths, r.CPUConverge, r.CPUSteady, r.CPUDetect, r.CPUPeak, r.Err)
+			r.FalseDeaths, r.CPUConverge, r.CPUSteady, r.CPUDetect, r.CPUPeak, r.CPUForeign, noisy, r.Err)
 	}
 	return tw.Flush()
 }
@@ -179,22 +197,78 @@ func detectStats(r *Result, times []time.Duration) {
 	}
 }
 
-// cpuMark is the CPU time used so far and when it was read.
+// cpuMark is the CPU time used so far by this benchmark (this process and
+// its children: the lab's agents) and by the whole machine, and when it was read.
 type cpuMark struct {
-	wall time.Time
-	cpu  time.Duration
+	wall    time.Time
+	ours    time.Duration
+	machine time.Duration
 }
 
-// cpuClock reads CPU time used so far: this process's or the machine's.
-type cpuClock func() (time.Duration, error)
+func markCPU() cpuMark {
+	// A failed read shows as 0 cores; both only fail on a broken /proc.
+	ours, _ := ourCPU()
+	machine, _ := machineCPU()
+	return cpuMark{wall: time.Now(), ours: ours, machine: machine}
+}
 
-// processCPU is user plus system time of this process.
-func processCPU() (time.Duration, error) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("getrusage: %w", err)
+// cores returns how many cores this benchmark kept busy, on average, between a and b.
+func cores(a, b cpuMark) float64 {
+	wall := b.wall.Sub(a.wall)
+	if wall <= 0 {
+		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+	return float64(b.ours-a.ours) / float64(wall)
+}
+
+// foreign returns how many cores other processes of the machine kept busy
+// between a and b: this machine is shared, and their load skews every number.
+func foreign(a, b cpuMark) float64 {
+	wall := b.wall.Sub(a.wall)
+	if wall <= 0 {
+		return 0
+	}
+	return max(0, float64((b.machine-a.machine)-(b.ours-a.ours))/float64(wall))
+}
+
+// ourCPU is user plus system time of this process, of its children that
+// have exited, and of its live children (read from /proc/<pid>/stat).
+func ourCPU() (time.Duration, error) {
+	var self, children unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &self); err != nil {
+		return 0, fmt.Errorf("getrusage self: %w", err)
+	}
+	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &children); err != nil {
+		return 0, fmt.Errorf("getrusage children: %w", err)
+	}
+	total := time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return total, fmt.Errorf("list /proc: %w", err)
+	}
+	me := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		if e.Name()[0] < '1' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ... utime stime: comm may hold spaces, so cut at the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 || f[1] != me {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * time.Second / userHZ
+	}
+	return total, nil
 }
 
 // userHZ is the unit of /proc/stat (USER_HZ, 100 on every Linux architecture Go supports).
@@ -225,43 +299,29 @@ func machineCPU() (time.Duration, error) {
 	return time.Duration(busy) * time.Second / userHZ, nil
 }
 
-func (c cpuClock) mark() cpuMark {
-	d, _ := c() // a failed read shows as 0 cores; both readers only fail on a broken /proc
-	return cpuMark{wall: time.Now(), cpu: d}
-}
-
-// cores returns the average number of busy cores between a and b.
-func cores(a, b cpuMark) float64 {
-	wall := b.wall.Sub(a.wall)
-	if wall <= 0 {
-		return 0
-	}
-	return float64(b.cpu-a.cpu) / float64(wall)
-}
-
-// peakSampler samples a cpuClock every second until stopped, keeping the
-// busiest window.
+// peakSampler samples the CPU clocks about every second until stopped,
+// keeping this benchmark's busiest window.
 type peakSampler struct {
 	stop chan struct{}
 	done sync.WaitGroup
 	peak float64
 }
 
-func startPeak(c cpuClock) *peakSampler {
+func startPeak() *peakSampler {
 	p := &peakSampler{stop: make(chan struct{})}
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		last := c.mark()
+		last := markCPU()
 		for {
 			select {
 			case <-p.stop:
 				return
-			case <-t.C:
+			case <-time.After(time.Second):
 			}
-			m := c.mark()
+			m := markCPU()
+			// A late wake-up gives a longer window, never a shorter one:
+			// tick-based clocks over short windows read as absurd peaks.
 			p.peak = max(p.peak, cores(last, m))
 			last = m
 		}
@@ -269,11 +329,36 @@ func startPeak(c cpuClock) *peakSampler {
 	return p
 }
 
-// Stop ends sampling and returns the busiest one-second window in cores.
+// Stop ends sampling and returns the busiest window in cores.
 func (p *peakSampler) Stop() float64 {
 	close(p.stop)
 	p.done.Wait()
 	return p.peak
+}
+
+// waitQuiet waits until other processes use less than threshold cores over
+// a 2 s window, or until maxWait has passed (then it returns false), or ctx is done.
+func waitQuiet(ctx context.Context, threshold float64, maxWait time.Duration, log *slog.Logger) bool {
+	deadline := time.Now().Add(maxWait)
+	lastLog := time.Now()
+	for {
+		a := markCPU()
+		if err := wait(ctx, nil, 2*time.Second); err != nil {
+			return false
+		}
+		load := foreign(a, markCPU())
+		if load < threshold {
+			return true
+		}
+		if time.Now().After(deadline) {
+			log.Warn("machine still busy, measuring anyway", "foreign_cores", fmt.Sprintf("%.2f", load))
+			return false
+		}
+		if time.Since(lastLog) > 30*time.Second {
+			log.Info("waiting for other processes to calm down", "foreign_cores", fmt.Sprintf("%.2f", load), "threshold", threshold)
+			lastLog = time.Now()
+		}
+	}
 }
 
 // Machine describes where the numbers were measured.
