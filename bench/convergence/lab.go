@@ -247,18 +247,22 @@ func labMinView(views []lab.View) int {
 	return max(least, 0)
 }
 
-// countFalseDeaths counts the "member dead" lines in the agents' logs that
-// name a member other than victim.
+// countFalseDeaths counts the deaths of members other than victim in the agents' logs.
 func countFalseDeaths(c *lab.Cluster, hosts []string, victim string) int {
 	count := 0
 	for _, h := range hosts {
-		for line := range strings.Lines(c.Log(h)) {
-			if !strings.Contains(line, `msg="member dead"`) {
-				continue
-			}
-			if !slices.Contains(strings.Fields(line), "node="+victim) {
-				count++
-			}
+		count += falseDeaths(c.Log(h), victim)
+	}
+	return count
+}
+
+// falseDeaths counts the "member dead" lines of one agent log that name a
+// member other than victim.
+func falseDeaths(log, victim string) int {
+	count := 0
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, `msg="member dead"`) && !slices.Contains(strings.Fields(line), "node="+victim) {
+			count++
 		}
 	}
 	return count

@@ -51,6 +51,7 @@ func newApp() *cli.App {
 			agentCommand(),
 			statusCommand(),
 			peersCommand(),
+			routesCommand(),
 			leaveCommand(),
 			keysCommand(),
 			labCommand(),

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -44,6 +45,9 @@ type Options struct {
 	Host Host
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// DataPlane puts plans into the kernel; nil runs the agent without one
+	// (membership and subnets only).
+	DataPlane DataPlane
 }
 
 // Agent is one running weft agent. Create it with New, run it with Run.
@@ -61,6 +65,10 @@ type Agent struct {
 	advert   netip.Addr
 	key      []byte
 	ml       *gossip.Membership
+	dp       DataPlane
+	dpOpts   fabric.Options
+	vtepMAC  net.HardwareAddr
+	caps     gossip.Capability
 
 	leave chan chan error
 
@@ -68,7 +76,9 @@ type Agent struct {
 	claim    fabric.Claim // this node's claim; zero Subnet when it has none
 	subState string       // see api.Status.SubnetState
 	problems map[string]string
-	joined   bool
+	// ready is set once the node has heard from the cluster (or given up
+	// waiting): only then does it plan its data plane.
+	ready bool
 }
 
 // New checks what can be checked before start: the cluster key and the underlay.
@@ -94,6 +104,14 @@ func New(o Options) (*Agent, error) {
 		leave:    make(chan chan error),
 		problems: map[string]string{},
 		subState: "waiting",
+		dp:       o.DataPlane,
+		dpOpts:   cfg.DataPlane(),
+		vtepMAC:  fabric.VTEPMAC(cfg.NodeName),
+	}
+	if o.DataPlane != nil {
+		// VXLAN is in every Linux kernel weft supports; the data plane
+		// refuses to start when the device cannot be made.
+		a.caps |= gossip.CapVXLAN
 	}
 	if !cfg.Insecure {
 		k, err := gossip.LoadKeyFile(cfg.ClusterKeyFile)
@@ -204,18 +222,26 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.setProblem("join", "")
 	}()
 
-	if a.currentClaim().Subnet.IsValid() {
-		a.decide()
-	} else {
-		select {
-		case <-joined:
-		case <-time.After(firstClaimWait):
-			a.log.Warn("no seed answered yet, claiming a subnet on what is known")
-		case <-ctx.Done():
-			return nil
-		}
-		a.decide()
+	if a.dp != nil {
+		go func() {
+			if err := a.dp.Run(ctx); err != nil {
+				a.log.Error("data plane stopped", "err", err)
+			}
+		}()
 	}
+	// Wait to hear from the cluster before claiming a subnet or planning
+	// routes: a plan made before knowing the peers would delete their routes.
+	select {
+	case <-joined:
+	case <-time.After(firstClaimWait):
+		a.log.Warn("no seed answered yet, going on with what is known")
+	case <-ctx.Done():
+		return nil
+	}
+	a.mu.Lock()
+	a.ready = true
+	a.mu.Unlock()
+	a.decide()
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()
@@ -283,6 +309,8 @@ func (a *Agent) recordLocked() gossip.Record {
 		Public:   a.cfg.PublicAddress,
 		Location: gossip.Location{Cloud: a.cfg.Location.Cloud, Region: a.cfg.Location.Region, Zone: a.cfg.Location.Zone},
 		Labels:   a.cfg.Labels,
+		VTEPMAC:  a.vtepMAC,
+		Caps:     a.caps,
 	}
 	for _, ad := range a.underlay.Addrs {
 		if ad != a.advert && len(r.Underlay) < 4 {
@@ -310,9 +338,15 @@ func (a *Agent) others() []fabric.Claim {
 	return out
 }
 
-// decide runs the allocator on the current view and applies its decision.
-// Events and the periodic resync share it.
+// decide runs the allocator on the current view and applies its decision,
+// then replans the data plane. Events and the periodic resync share it.
 func (a *Agent) decide() {
+	a.decideSubnet()
+	a.replan()
+}
+
+// decideSubnet runs the allocator and applies its decision.
+func (a *Agent) decideSubnet() {
 	self := a.currentClaim()
 	self.Node = a.cfg.NodeName
 	others := a.others()

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -77,6 +78,14 @@ func (b *backend) Peers() []api.Peer {
 		}
 	}
 	owners, _ := fabric.Owners(a.pool, claims)
+	paths := map[string]string{}
+	if a.dp != nil {
+		if plan, ok := a.dp.Plan(); ok {
+			for _, pp := range plan.Peers {
+				paths[pp.Name] = string(pp.Path)
+			}
+		}
+	}
 	out := make([]api.Peer, 0, len(members))
 	for _, m := range members {
 		p := api.Peer{
@@ -87,6 +96,7 @@ func (b *backend) Peers() []api.Peer {
 			Location: m.Record.Location,
 			State:    m.State,
 			Since:    m.Since,
+			Path:     paths[m.Name],
 		}
 		if len(m.Record.Subnets) > 0 {
 			p.Subnet = m.Record.Subnets[0]
@@ -100,6 +110,36 @@ func (b *backend) Peers() []api.Peer {
 		out = append(out, p)
 	}
 	return out
+}
+
+// Routes implements api.Backend: the plan per peer, checked against the kernel.
+func (b *backend) Routes(ctx context.Context) (api.Routes, error) {
+	a := b.agent()
+	var out api.Routes
+	if a.dp == nil {
+		return out, errors.New("this agent runs without a data plane")
+	}
+	st := a.dp.Status()
+	out.LastPass, out.LastError, out.Passes = st.LastPass, st.LastError, st.Passes
+	plan, ok := a.dp.Plan()
+	if !ok {
+		return out, nil
+	}
+	chk, err := a.dp.Check(ctx, plan)
+	if err != nil {
+		return out, fmt.Errorf("check data plane: %w", err)
+	}
+	out.Routes = []api.Route{}
+	for _, pp := range plan.Peers {
+		mis := chk.Peers[pp.Name]
+		out.Routes = append(out.Routes, api.Route{
+			Peer: pp.Name, Path: string(pp.Path), Reason: pp.Reason, Subnets: pp.Subnets,
+			Dev: pp.Dev, Via: pp.Via, Remote: pp.Remote, MTU: pp.MTU,
+			InKernel: len(mis) == 0, Mismatch: mis,
+		})
+	}
+	out.Extra = chk.Extra
+	return out, nil
 }
 
 // Leave implements api.Backend: it hands the request to the agent's loop and

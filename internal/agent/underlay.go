@@ -14,7 +14,10 @@ import (
 type Underlay struct {
 	Interface string
 	Addrs     []netip.Addr // global unicast addresses, IPv4 first
-	MTU       int
+	// Prefixes are the same addresses with their prefix lengths: the
+	// segments this node is on (a peer inside one is on-link).
+	Prefixes []netip.Prefix
+	MTU      int
 }
 
 // Host is the agent's view of the kernel at start: the seam that lets unit
@@ -71,6 +74,8 @@ func (netlinkHost) Interface(name string) (Underlay, error) {
 				continue
 			}
 			u.Addrs = append(u.Addrs, ip.Unmap())
+			ones, _ := a.Mask.Size()
+			u.Prefixes = append(u.Prefixes, netip.PrefixFrom(ip.Unmap(), ones))
 		}
 	}
 	return u, nil

@@ -55,3 +55,32 @@ type Peer struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// Route is one row of GET /v1/routes: the plan for one peer and whether the
+// kernel holds it.
+type Route struct {
+	Peer    string         `json:"peer"`
+	Path    string         `json:"path"`
+	Reason  string         `json:"reason,omitempty"`
+	Subnets []netip.Prefix `json:"subnets"`
+	Dev     string         `json:"dev,omitempty"`
+	Via     netip.Addr     `json:"via,omitzero"`
+	Remote  netip.Addr     `json:"remote,omitzero"`
+	MTU     int            `json:"mtu,omitempty"`
+	// InKernel reports whether the kernel holds everything the plan wants for
+	// this peer; Mismatch lists what differs when it does not.
+	InKernel bool     `json:"inKernel"`
+	Mismatch []string `json:"mismatch,omitempty"`
+}
+
+// Routes is the answer of GET /v1/routes.
+type Routes struct {
+	Routes []Route `json:"routes"`
+	// Extra lists what the kernel has of weft's that no peer explains
+	// (the blackhole for the own subnet, masquerade, stale entries).
+	Extra []string `json:"extra,omitempty"`
+	// DataPlane says what the last reconcile pass did.
+	LastPass  time.Time `json:"lastPass,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+	Passes    int       `json:"passes"`
+}

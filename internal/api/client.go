@@ -54,6 +54,13 @@ func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
 	return p, err
 }
 
+// Routes asks GET /v1/routes.
+func (c *Client) Routes(ctx context.Context) (Routes, error) {
+	var r Routes
+	err := c.do(ctx, http.MethodGet, "/v1/routes", &r)
+	return r, err
+}
+
 // Leave asks POST /v1/leave.
 func (c *Client) Leave(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/leave", nil)

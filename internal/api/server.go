@@ -17,6 +17,8 @@ import (
 type Backend interface {
 	Status() Status
 	Peers() []Peer
+	// Routes checks the data plane against the kernel; it may block briefly.
+	Routes(ctx context.Context) (Routes, error)
 	// Leave takes the node out of the cluster for good; the agent stops after.
 	Leave(ctx context.Context) error
 }
@@ -54,6 +56,14 @@ func Listen(runDir string, b Backend, log *slog.Logger) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Status()) })
 	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Peers()) })
+	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
+		rs, err := b.Routes(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, rs)
+	})
 	mux.HandleFunc("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.Leave(r.Context()); err != nil {
 			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/weft-net/weft/fabric"
 )
 
 // DefaultPath is where the agent looks for its config file when --config
@@ -62,6 +64,27 @@ type Config struct {
 	RunDir string `json:"runDir"`
 	// Labels are node labels, usable in policy selectors.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Overlay is the encapsulation used by pairs that need an overlay: vxlan
+	// or ipip.
+	Overlay string `json:"overlay"`
+	// OverlayMode says which pairs use the overlay: cross-subnet (direct
+	// routes within an L2 segment, the overlay across segments; Calico's
+	// CrossSubnet, flannel's DirectRouting), always (every pair), or never
+	// (direct routes only: peers that are not on-link get no path).
+	OverlayMode string `json:"overlayMode"`
+	// Encryption says which pairs must be encrypted: cross-region (pairs in
+	// different clouds or regions), always (every pair), or never.
+	// Encryption (WireGuard) is not implemented yet: pairs that need it get
+	// no path.
+	Encryption string `json:"encryption"`
+	// VXLAN configures the VXLAN device, used when Overlay is vxlan.
+	VXLAN VXLAN `json:"vxlan"`
+	// IPMasq masquerades traffic from ClusterCIDR to destinations outside
+	// it, as flannel's --ip-masq does.
+	IPMasq bool `json:"ipMasq"`
+	// ResyncPeriod is the time between full resyncs of the data plane with
+	// the kernel, on top of the resyncs that changes and drift trigger.
+	ResyncPeriod Duration `json:"resyncPeriod"`
 	// Gossip tunes memberlist.
 	Gossip GossipTimings `json:"gossip"`
 	// LogLevel is one of debug, info, warn, error.
@@ -78,6 +101,17 @@ type Location struct {
 	Region string `json:"region"`
 	// Zone names the availability zone ("eu-west-1a", ...).
 	Zone string `json:"zone"`
+}
+
+// VXLAN configures the node's VXLAN device. VNI and Port must be the same
+// on every node of the cluster.
+type VXLAN struct {
+	// VNI is the VXLAN network identifier (24 bits).
+	VNI int `json:"vni"`
+	// Port is the UDP port VXLAN packets are sent to and received on.
+	Port int `json:"port"`
+	// Device is the name of the VXLAN device weft creates.
+	Device string `json:"device"`
 }
 
 // GossipTimings tunes memberlist's failure detection and state exchange.
@@ -142,6 +176,16 @@ func Default() Config {
 		ClusterKeyFile: "/etc/weft/cluster.key",
 		StateDir:       "/var/lib/weft",
 		RunDir:         "/run/weft",
+		Overlay:        fabric.OverlayVXLAN,
+		OverlayMode:    fabric.OverlayCrossSubnet,
+		Encryption:     fabric.EncryptionCrossRegion,
+		VXLAN: VXLAN{
+			VNI:    fabric.DefaultVXLANVNI,
+			Port:   fabric.DefaultVXLANPort,
+			Device: fabric.DefaultVXLANDevice,
+		},
+		IPMasq:       true,
+		ResyncPeriod: Duration{30 * time.Second},
 		Gossip: GossipTimings{
 			ProbeInterval:    Duration{500 * time.Millisecond},
 			ProbeTimeout:     Duration{250 * time.Millisecond},
@@ -170,4 +214,19 @@ func (c Config) SlogLevel() (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return slog.LevelInfo, fmt.Errorf("logLevel: %q: want one of debug, info, warn, error", c.LogLevel)
+}
+
+// DataPlane returns the data-plane settings in the form the fabric planner
+// takes. It copies values as they are: call Validate first.
+func (c Config) DataPlane() fabric.Options {
+	return fabric.Options{
+		Overlay:     c.Overlay,
+		OverlayMode: c.OverlayMode,
+		Encryption:  c.Encryption,
+		VXLANVNI:    c.VXLAN.VNI,
+		VXLANPort:   c.VXLAN.Port,
+		VXLANDevice: c.VXLAN.Device,
+		ClusterCIDR: c.ClusterCIDR,
+		IPMasq:      c.IPMasq,
+	}
 }

@@ -22,6 +22,8 @@ func FuzzParse(f *testing.F) {
 		"nodeName: n1\nlogLevel: debug\nlogFormat: json\nstateDir: /srv/weft\nrunDir: /run/x\n",
 		`{"nodeName": "n1", "bindPort": 8000, "bindAddress": "::"}`,
 		"nodeName: n1\nsubnet: ~\njoin: []\nlabels: {}\n",
+		"nodeName: n1\noverlay: ipip\noverlayMode: never\nencryption: always\nvxlan: {vni: 16777215, port: 8472, device: vx0}\nipMasq: false\nresyncPeriod: 1s\n",
+		"nodeName: n1\nvxlan: {vni: 0, port: 7946, device: \"\"}\nresyncPeriod: 999ms\noverlay: VXLAN\n",
 		"nodeName: 123\n",
 		"NodeName: n1\n",
 		"clusterCIDR: 10.0.0.0/33\n",

@@ -69,6 +69,14 @@ func TestParseGood(t *testing.T) {
 			}),
 		},
 		{
+			name: "data plane partly set keeps the rest",
+			doc:  "nodeName: n1\noverlayMode: always\nvxlan: {port: 8472}\nipMasq: false\n",
+			want: withDefaults(func(c *Config) {
+				c.NodeName, c.OverlayMode, c.IPMasq = "n1", "always", false
+				c.VXLAN.Port = 8472
+			}),
+		},
+		{
 			name: "every field",
 			doc: `nodeName: host-1.example.com
 clusterName: prod-eu
@@ -87,6 +95,12 @@ publicAddress: 2001:db8::10
 stateDir: /srv/weft/state
 runDir: /srv/weft/run
 labels: {tier: edge, example.com/rack: r12, empty: ""}
+overlay: ipip
+overlayMode: never
+encryption: always
+vxlan: {vni: 16777215, port: 8472, device: vx0}
+ipMasq: false
+resyncPeriod: 1s
 gossip:
   probeInterval: 1s
   probeTimeout: 500ms
@@ -115,6 +129,12 @@ logFormat: json
 				StateDir:          "/srv/weft/state",
 				RunDir:            "/srv/weft/run",
 				Labels:            map[string]string{"tier": "edge", "example.com/rack": "r12", "empty": ""},
+				Overlay:           "ipip",
+				OverlayMode:       "never",
+				Encryption:        "always",
+				VXLAN:             VXLAN{VNI: 16777215, Port: 8472, Device: "vx0"},
+				IPMasq:            false,
+				ResyncPeriod:      Duration{time.Second},
 				Gossip: GossipTimings{
 					ProbeInterval:    Duration{time.Second},
 					ProbeTimeout:     Duration{500 * time.Millisecond},
@@ -196,6 +216,11 @@ func TestParseValidateBad(t *testing.T) {
 		{"bad address", "bindAddress: 300.1.1.1\n", "bindAddress", `"300.1.1.1"`},
 		{"number for duration", "gossip: {probeInterval: 5}\n", "gossip.probeInterval", "5"},
 		{"bad duration", "gossip: {probeTimeout: 5x}\n", "gossip.probeTimeout", `"5x"`},
+		{"unknown vxlan field", "vxlan: {id: 1}\n", "vxlan.id", "unknown field"},
+		{"scalar for vxlan", "vxlan: 5\n", "vxlan", "5"},
+		{"string for vni", "vxlan: {vni: \"1\"}\n", "vxlan.vni", `"1"`},
+		{"string for ipMasq", "ipMasq: \"false\"\n", "ipMasq", `"false"`},
+		{"number for resyncPeriod", "resyncPeriod: 30\n", "resyncPeriod", "30"},
 		{"top level list", "- a\n", "top level", `["a"]`},
 		{"two documents", "nodeName: a\n---\nnodeName: b\n", "document", "---"},
 		// Values: Validate refuses these.
@@ -241,6 +266,25 @@ func TestParseValidateBad(t *testing.T) {
 		{"negative deadReservation", "gossip: {deadReservation: -1h}\n", "gossip.deadReservation", `"-1h0m0s"`},
 		{"suspicionMult zero", "gossip: {suspicionMult: 0}\n", "gossip.suspicionMult", "0"},
 		{"suspicionMult high", "gossip: {suspicionMult: 11}\n", "gossip.suspicionMult", "11"},
+		{"overlay", "overlay: geneve\n", "overlay", `"geneve"`},
+		{"upper-case overlay", "overlay: VXLAN\n", "overlay", `"VXLAN"`},
+		{"empty overlay", "overlay: \"\"\n", "overlay", `""`},
+		{"overlayMode", "overlayMode: crosssubnet\n", "overlayMode", `"crosssubnet"`},
+		{"overlayMode Calico spelling", "overlayMode: CrossSubnet\n", "overlayMode", `"CrossSubnet"`},
+		{"encryption", "encryption: sometimes\n", "encryption", `"sometimes"`},
+		{"encryption wireguard", "encryption: wireguard\n", "encryption", `"wireguard"`},
+		{"vni zero", "vxlan: {vni: 0}\n", "vxlan.vni", "0"},
+		{"vni over 24 bits", "vxlan: {vni: 16777216}\n", "vxlan.vni", "16777216"},
+		{"vxlan port zero", "vxlan: {port: 0}\n", "vxlan.port", "0"},
+		{"vxlan port high", "vxlan: {port: 65536}\n", "vxlan.port", "65536"},
+		{"vxlan port is bindPort", "vxlan: {port: 7946}\n", "vxlan.port", "7946"},
+		{"vxlan device empty", "vxlan: {device: \"\"}\n", "vxlan.device", `""`},
+		{"vxlan device too long", "vxlan: {device: weft.vxlan.longer}\n", "vxlan.device", `"weft.vxlan.longer"`},
+		{"vxlan device with space", "vxlan: {device: \"weft vx\"}\n", "vxlan.device", `"weft vx"`},
+		{"vxlan device is underlay", "underlayInterface: eth0\nvxlan: {device: eth0}\n", "vxlan.device", `"eth0"`},
+		{"resyncPeriod short", "resyncPeriod: 999ms\n", "resyncPeriod", `"999ms"`},
+		{"resyncPeriod zero", "resyncPeriod: 0s\n", "resyncPeriod", `"0s"`},
+		{"resyncPeriod negative", "resyncPeriod: -30s\n", "resyncPeriod", `"-30s"`},
 		{"logLevel", "logLevel: verbose\n", "logLevel", `"verbose"`},
 		{"logFormat", "logFormat: xml\n", "logFormat", `"xml"`},
 	}
@@ -307,6 +351,8 @@ func TestValidateReportsAll(t *testing.T) {
 		c.BindPort = 0
 		c.LogLevel = "loud"
 		c.Gossip.SuspicionMult = 0
+		c.Overlay = "gre"
+		c.VXLAN.VNI = -1
 	})
 	err := c.Validate()
 	var n int
@@ -318,10 +364,10 @@ func TestValidateReportsAll(t *testing.T) {
 		}
 		n++
 	}
-	if n != 3 {
-		t.Errorf("Validate returned %d errors, want 3: %v", n, err)
+	if n != 5 {
+		t.Errorf("Validate returned %d errors, want 5: %v", n, err)
 	}
-	checkMentions(t, err, "bindPort: 0", `logLevel: "loud"`, "gossip.suspicionMult: 0")
+	checkMentions(t, err, "bindPort: 0", `logLevel: "loud"`, "gossip.suspicionMult: 0", `overlay: "gre"`, "vxlan.vni: -1")
 }
 
 func TestLoad(t *testing.T) {

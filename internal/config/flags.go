@@ -68,6 +68,14 @@ func settings() []setting {
 		str("state-dir", "directory for state kept across restarts (subnet lease, keys)", func(c *Config) *string { return &c.StateDir }),
 		str("run-dir", "directory for run-time files (API socket, subnet.env)", func(c *Config) *string { return &c.RunDir }),
 		labels("labels", "node label as key=value, usable in policy selectors; repeat or separate with commas, at most 8", func(c *Config) *map[string]string { return &c.Labels }),
+		str("overlay", "encapsulation for pairs of nodes that need an overlay: vxlan, or ipip (not implemented yet: pairs that need it get no path)", func(c *Config) *string { return &c.Overlay }),
+		str("overlay-mode", "which pairs use the overlay: cross-subnet (direct routes within an L2 segment, the overlay across segments), always, or never (direct routes only; peers that are not on-link get no path)", func(c *Config) *string { return &c.OverlayMode }),
+		str("encryption", "which pairs must be encrypted: cross-region (pairs in different clouds or regions), always or never; encryption (WireGuard) is not implemented yet, so pairs that need encryption get no path until WireGuard support lands", func(c *Config) *string { return &c.Encryption }),
+		integer("vxlan-vni", "VXLAN network identifier, 1-16777215; the same on every node", func(c *Config) *int { return &c.VXLAN.VNI }),
+		integer("vxlan-port", "UDP port for VXLAN traffic between nodes; the same on every node (flannel uses 8472)", func(c *Config) *int { return &c.VXLAN.Port }),
+		str("vxlan-device", "name of the VXLAN device weft creates", func(c *Config) *string { return &c.VXLAN.Device }),
+		boolean("ip-masq", "masquerade traffic from the cluster CIDR to destinations outside it; turn off with --ip-masq=false", func(c *Config) *bool { return &c.IPMasq }),
+		duration("resync-period", "time between full resyncs of the data plane with the kernel, at least 1s", func(c *Config) *Duration { return &c.ResyncPeriod }),
 		duration("gossip-probe-interval", "time between probes that check whether other nodes are alive", func(c *Config) *Duration { return &c.Gossip.ProbeInterval }),
 		duration("gossip-probe-timeout", "how long a probe waits for an answer; shorter than the probe interval", func(c *Config) *Duration { return &c.Gossip.ProbeTimeout }),
 		integer("gossip-suspicion-mult", "how many probe rounds (scaled by cluster size) a suspected node has to answer before it is declared dead, 1-10", func(c *Config) *int { return &c.Gossip.SuspicionMult }),
@@ -128,8 +136,13 @@ func Flags() []cli.Flag {
 // file named by --config (default DefaultPath, where a missing file is
 // fine), overlays every flag or WEFT_* variable that is set, and validates
 // the result. Errors in flag values name the flag and its variable; on
-// error the Config is the zero value.
+// error the Config is the zero value. The command takes no arguments:
+// FromCLI refuses any, because `--ip-masq false` would otherwise quietly
+// mean --ip-masq with a stray argument "false".
 func FromCLI(ctx *cli.Context) (Config, error) {
+	if ctx.Args().Present() {
+		return Config{}, fmt.Errorf("unexpected argument %s: settings are flags only, and a true/false flag takes its value after '=' (--ip-masq=false)", quote(ctx.Args().First()))
+	}
 	path, explicit := DefaultPath, false
 	if p := ctx.String(configFlag); ctx.IsSet(configFlag) && p != "" {
 		path, explicit = p, true

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 
 	"github.com/google/go-cmp/cmp"
@@ -67,7 +68,23 @@ join: [file-seed]
 labels: {from: file}
 location: {region: file-region}
 gossip: {probeInterval: 2s}
+overlay: ipip
+vxlan: {port: 8472}
+resyncPeriod: 1m
 `
+	// fromFile is Default() changed by file.
+	fromFile := func(edit func(c *Config)) Config {
+		return withDefaults(func(c *Config) {
+			c.NodeName, c.ClusterName, c.BindPort, c.LogLevel = "file-node", "file-cluster", 1001, "warn"
+			c.Join, c.Labels = []string{"file-seed"}, map[string]string{"from": "file"}
+			c.Location.Region = "file-region"
+			c.Gossip.ProbeInterval.Duration = 2e9
+			c.Overlay, c.VXLAN.Port, c.ResyncPeriod.Duration = "ipip", 8472, time.Minute
+			if edit != nil {
+				edit(c)
+			}
+		})
+	}
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -76,12 +93,7 @@ gossip: {probeInterval: 2s}
 	}{
 		{
 			name: "file over defaults",
-			want: withDefaults(func(c *Config) {
-				c.NodeName, c.ClusterName, c.BindPort, c.LogLevel = "file-node", "file-cluster", 1001, "warn"
-				c.Join, c.Labels = []string{"file-seed"}, map[string]string{"from": "file"}
-				c.Location.Region = "file-region"
-				c.Gossip.ProbeInterval.Duration = 2e9
-			}),
+			want: fromFile(nil),
 		},
 		{
 			name: "env over file, flag over env",
@@ -94,9 +106,17 @@ gossip: {probeInterval: 2s}
 				"WEFT_GOSSIP_PROBE_INTERVAL": "3s",
 				"WEFT_INSECURE":              "true",
 				"WEFT_SUBNET":                "10.244.9.0/24",
+				"WEFT_OVERLAY":               "vxlan",
+				"WEFT_OVERLAY_MODE":          "always",
+				"WEFT_ENCRYPTION":            "always",
+				"WEFT_VXLAN_VNI":             "42",
+				"WEFT_VXLAN_PORT":            "8000",
+				"WEFT_IP_MASQ":               "false",
+				"WEFT_RESYNC_PERIOD":         "2m",
 			},
 			args: []string{"--log-level", "debug", "--join", "flag-a", "--join", "flag-b,flag-c",
-				"--gossip-probe-interval=4s", "--insecure=false", "--cluster-cidr", "10.244.0.0/16"},
+				"--gossip-probe-interval=4s", "--insecure=false", "--cluster-cidr", "10.244.0.0/16",
+				"--encryption", "never", "--vxlan-port=9000", "--vxlan-device", "vx0", "--ip-masq", "--resync-period", "5s"},
 			want: withDefaults(func(c *Config) {
 				c.NodeName, c.ClusterName = "file-node", "file-cluster" // file
 				c.BindPort = 2002                                       // env over file
@@ -107,16 +127,39 @@ gossip: {probeInterval: 2s}
 				c.Gossip.ProbeInterval.Duration = 4e9 // flag over env over file
 				c.Insecure = false                    // flag over env
 				c.Subnet = netip.MustParsePrefix("10.244.9.0/24")
+				c.Overlay = "vxlan"                                 // env over file
+				c.OverlayMode = "always"                            // env over default
+				c.Encryption = "never"                              // flag over env
+				c.VXLAN = VXLAN{VNI: 42, Port: 9000, Device: "vx0"} // env, flag over env over file, flag
+				c.IPMasq = true                                     // flag over env
+				c.ResyncPeriod.Duration = 5 * time.Second           // flag over env over file
 			}),
 		},
 		{
 			name: "empty env clears a list and an optional address",
 			env:  map[string]string{"WEFT_JOIN": "", "WEFT_LABELS": "", "WEFT_PUBLIC_ADDRESS": ""},
-			want: withDefaults(func(c *Config) {
-				c.NodeName, c.ClusterName, c.BindPort, c.LogLevel = "file-node", "file-cluster", 1001, "warn"
-				c.Location.Region = "file-region"
-				c.Gossip.ProbeInterval.Duration = 2e9
-			}),
+			want: fromFile(func(c *Config) { c.Join, c.Labels = nil, nil }),
+		},
+		{
+			name: "WEFT_IP_MASQ=false turns masquerade off",
+			env:  map[string]string{"WEFT_IP_MASQ": "false"},
+			want: fromFile(func(c *Config) { c.IPMasq = false }),
+		},
+		{
+			name: "--ip-masq=false turns masquerade off",
+			args: []string{"--ip-masq=false"},
+			want: fromFile(func(c *Config) { c.IPMasq = false }),
+		},
+		{
+			name: "--ip-masq=false over WEFT_IP_MASQ=true",
+			env:  map[string]string{"WEFT_IP_MASQ": "true"},
+			args: []string{"--ip-masq=false"},
+			want: fromFile(func(c *Config) { c.IPMasq = false }),
+		},
+		{
+			name: "WEFT_IP_MASQ=true keeps the default",
+			env:  map[string]string{"WEFT_IP_MASQ": "true"},
+			want: fromFile(nil),
 		},
 	}
 	for _, tt := range tests {
@@ -155,6 +198,18 @@ func TestFromCLIErrors(t *testing.T) {
 		{"invalid result", "", nil, []string{"--subnet-size", "31"}, []string{"subnetSize: 31"}},
 		{"flag breaks file", "subnet: 10.244.3.0/24\n", nil, []string{"--cluster-cidr", "10.1.0.0/16"}, []string{"subnet", `"10.244.3.0/24"`, "10.1.0.0/16"}},
 		{"bad file", "bindPort: x\n", nil, nil, []string{"bindPort", `"x"`, "weft.yaml"}},
+		{"bad overlay flag", "", nil, []string{"--overlay", "geneve"}, []string{`overlay: "geneve"`, "vxlan, ipip"}},
+		{"bad overlay mode env", "", map[string]string{"WEFT_OVERLAY_MODE": "sometimes"}, nil, []string{`overlayMode: "sometimes"`}},
+		{"bad encryption flag", "", nil, []string{"--encryption", "wireguard"}, []string{`encryption: "wireguard"`}},
+		{"vni flag too big", "", nil, []string{"--vxlan-vni", "16777216"}, []string{"vxlan.vni: 16777216"}},
+		{"vni flag not a number", "", nil, []string{"--vxlan-vni", "one"}, []string{"vxlan-vni", `"one"`}},
+		{"vxlan port flag is bind port", "", nil, []string{"--vxlan-port", "7000", "--bind-port", "7000"}, []string{"vxlan.port: 7000", "bindPort"}},
+		{"bad vxlan device env", "", map[string]string{"WEFT_VXLAN_DEVICE": "a/b"}, nil, []string{`vxlan.device: "a/b"`}},
+		{"ip-masq env not a bool", "", map[string]string{"WEFT_IP_MASQ": "maybe"}, nil, []string{"WEFT_IP_MASQ", `"maybe"`}},
+		{"ip-masq flag with a separate value", "", nil, []string{"--ip-masq", "false"}, []string{`"false"`, "--ip-masq=false"}},
+		{"stray argument", "", nil, []string{"extra"}, []string{`unexpected argument "extra"`}},
+		{"resync period flag short", "", nil, []string{"--resync-period", "500ms"}, []string{`resyncPeriod: "500ms"`, "at least 1s"}},
+		{"resync period env bad", "", map[string]string{"WEFT_RESYNC_PERIOD": "soon"}, nil, []string{"WEFT_RESYNC_PERIOD", `"soon"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,6 +258,26 @@ func TestFlags(t *testing.T) {
 	}
 	want = append(want, "config")
 	slices.Sort(want)
+	// Flag names are public: pin them, so that renaming a field cannot
+	// rename its flag unnoticed.
+	pinned := []string{
+		"config",
+		"node-name", "cluster-name", "cluster-cidr", "subnet-size", "subnet", "join",
+		"bind-address", "bind-port", "cluster-key-file", "insecure",
+		"location-cloud", "location-region", "location-zone",
+		"underlay-interface", "advertise-address", "public-address", "state-dir", "run-dir", "labels",
+		"overlay", "overlay-mode", "encryption", "vxlan-vni", "vxlan-port", "vxlan-device", "ip-masq", "resync-period",
+		"gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-gossip-interval",
+		"gossip-push-pull-interval", "gossip-join-retry-max", "gossip-dead-reservation",
+		"log-level", "log-format",
+	}
+	if len(pinned) != 37 {
+		t.Fatalf("pinned lists %d flags, want 37", len(pinned))
+	}
+	slices.Sort(pinned)
+	if diff := cmp.Diff(pinned, want); diff != "" {
+		t.Errorf("flag names from the Config fields (-pinned +derived):\n%s", diff)
+	}
 
 	var got []string
 	for _, f := range Flags() {
@@ -262,6 +337,28 @@ func kebab(path string) string {
 		prev = r
 	}
 	return b.String()
+}
+
+// TestEncryptionUsage checks that the help does not promise encryption that
+// does not exist yet.
+func TestEncryptionUsage(t *testing.T) {
+	for _, f := range Flags() {
+		if f.Names()[0] == "encryption" {
+			checkMentionsText(t, f.(cli.DocGenerationFlag).GetUsage(), "not implemented yet", "pairs that need encryption get no path until WireGuard support lands")
+			return
+		}
+	}
+	t.Fatal("no --encryption flag")
+}
+
+// checkMentionsText fails t unless s contains every one of want.
+func checkMentionsText(t *testing.T, s string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			t.Errorf("%q does not mention %q", s, w)
+		}
+	}
 }
 
 func TestPrecedenceText(t *testing.T) {

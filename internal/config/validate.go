@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/weft-net/weft/fabric"
 )
 
 // Limits enforced by Validate.
@@ -37,6 +39,12 @@ const (
 	// maxSuspicionMult bounds memberlist's suspicion timeout multiplier;
 	// beyond 10 a crashed node lingers for minutes.
 	maxSuspicionMult = 10
+	// maxVXLANVNI is the largest VXLAN network identifier: the field is 24
+	// bits wide (RFC 7348).
+	maxVXLANVNI = 1<<24 - 1
+	// minResyncPeriod keeps the full data-plane resync, which reads back
+	// every weft route and neighbour, from hogging the CPU and netlink.
+	minResyncPeriod = time.Second
 )
 
 // Validate checks every field and returns all problems joined
@@ -133,6 +141,7 @@ func (c Config) Validate() error {
 	checkPath(&errs, "stateDir", c.StateDir)
 	checkPath(&errs, "runDir", c.RunDir)
 	checkLabels(&errs, c.Labels)
+	checkDataPlane(&errs, c)
 	checkGossip(&errs, c.Gossip)
 
 	if _, err := c.SlogLevel(); err != nil {
@@ -142,6 +151,42 @@ func (c Config) Validate() error {
 		bad("logFormat", quote(c.LogFormat), "want text or json")
 	}
 	return errors.Join(errs...)
+}
+
+// checkDataPlane appends the problems of the data-plane fields of c to errs.
+func checkDataPlane(errs *[]error, c Config) {
+	bad := func(field, value, format string, args ...any) {
+		*errs = append(*errs, &FieldError{Field: field, Value: value, Err: fmt.Errorf(format, args...)})
+	}
+	oneOf := func(field, v string, want ...string) {
+		if !slices.Contains(want, v) {
+			bad(field, quote(v), "want one of %s", strings.Join(want, ", "))
+		}
+	}
+	oneOf("overlay", c.Overlay, fabric.OverlayVXLAN, fabric.OverlayIPIP)
+	oneOf("overlayMode", c.OverlayMode, fabric.OverlayCrossSubnet, fabric.OverlayAlways, fabric.OverlayNever)
+	oneOf("encryption", c.Encryption, fabric.EncryptionCrossRegion, fabric.EncryptionAlways, fabric.EncryptionNever)
+
+	v := c.VXLAN
+	if v.VNI < 1 || v.VNI > maxVXLANVNI {
+		bad("vxlan.vni", strconv.Itoa(v.VNI), "must be between 1 and %d", maxVXLANVNI)
+	}
+	switch {
+	case v.Port < 1 || v.Port > 65535:
+		bad("vxlan.port", strconv.Itoa(v.Port), "must be between 1 and 65535")
+	case v.Port == c.BindPort && c.Overlay == fabric.OverlayVXLAN:
+		bad("vxlan.port", strconv.Itoa(v.Port), "must differ from bindPort: gossip uses UDP port %d too", c.BindPort)
+	}
+	switch {
+	case !isIfName(v.Device):
+		bad("vxlan.device", quote(v.Device), "must be a Linux interface name: 1-%d printable characters, no spaces, '/' or ':'", maxIfName)
+	case v.Device == c.UnderlayInterface:
+		bad("vxlan.device", quote(v.Device), "must differ from underlayInterface")
+	}
+
+	if c.ResyncPeriod.Duration < minResyncPeriod {
+		bad("resyncPeriod", quote(c.ResyncPeriod.String()), "must be at least %s", minResyncPeriod)
+	}
 }
 
 // checkGossip appends the problems of g to errs.

@@ -154,6 +154,10 @@ func (c *Cluster) Start(host string, seeds []string, extra map[string]any) error
 	// Not CommandContext: the agent's life is managed by Stop, Kill and Close.
 	cmd := c.lab.Command(context.Background(), host, c.opts.Binary, "agent", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C at the terminal reaches `weft lab`,
+	// which tears down in order, not the agents directly; and with --keep
+	// the agents outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start agent on %s: %w", host, err)
@@ -175,6 +179,19 @@ func (a *Agent) running() bool {
 	default:
 		return true
 	}
+}
+
+// Pids returns the process ids of the running agents by host.
+func (c *Cluster) Pids() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]int{}
+	for h, a := range c.agents {
+		if a.running() {
+			out[h] = a.cmd.Process.Pid
+		}
+	}
+	return out
 }
 
 // Running reports whether host's agent process is running.

@@ -2,37 +2,83 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/internal/netlab"
 )
 
+// StateDir holds one directory per lab: configs, state and logs of its
+// agents, and lab.json, which `weft lab down` reads.
+const StateDir = "/run/weft-lab"
+
 // RunOptions configures Run, the `weft lab` command.
 type RunOptions struct {
 	// Binary is the weft binary the agents run.
 	Binary string
-	// Dir is the work directory; empty means a new temporary one, removed at the end.
-	Dir string
-	// Out receives the progress lines and the tables.
+	// Out receives the report: tables, or JSON with JSON set.
 	Out io.Writer
-	// Timeout bounds the wait for convergence.
+	// Progress receives the steps as they happen.
+	Progress io.Writer
+	// JSON prints the report as JSON on Out.
+	JSON bool
+	// Timeout bounds the waits for convergence.
 	Timeout time.Duration
-	// Hold keeps the lab running after the report until ctx is done.
-	Hold bool
+	// Keep leaves the lab running; `weft lab down` removes it.
+	Keep bool
 	// PrintPeers renders one host's view of its peers as a table.
 	PrintPeers func(w io.Writer, peers []api.Peer) error
 	Logger     *slog.Logger
 }
 
+// ErrUnreachable is returned by Run when some workload could not reach another.
+var ErrUnreachable = errors.New("some workloads cannot reach each other")
+
+// Report is what Run found, as printed with --output json.
+type Report struct {
+	Prefix    string            `json:"prefix"`
+	Hosts     []HostInfo        `json:"hosts"`
+	Workloads []netlab.Workload `json:"workloads"`
+	Paths     Matrix            `json:"paths"`
+	Pings     Matrix            `json:"pings"`
+	Failed    int               `json:"failed"`
+	Kept      bool              `json:"kept"`
+}
+
+// HostInfo describes one lab host.
+type HostInfo struct {
+	Name    string       `json:"name"`
+	Addr    netip.Addr   `json:"addr"`
+	Region  string       `json:"region"`
+	Subnet  netip.Prefix `json:"subnet"`
+	RunDir  string       `json:"runDir"`
+	Netns   string       `json:"netns"`
+	LogFile string       `json:"logFile"`
+}
+
+// workloadLabels gives the lab's workloads labels to select on, host by host.
+var workloadLabels = []map[string]string{
+	{"app": "web", "tier": "frontend", "env": "prod"},
+	{"app": "api", "tier": "backend", "env": "prod"},
+	{"app": "db", "tier": "data", "env": "prod"},
+	{"app": "web", "tier": "frontend", "env": "dev"},
+	{"app": "api", "tier": "backend", "env": "dev"},
+}
+
 // Run builds the default topology, runs an agent on every host, waits until
-// they all see each other with distinct subnets, prints `weft peers` as seen
-// from each host, and tears everything down (after ctx is done, with Hold).
+// they all see each other, attaches a workload to every host, waits until
+// every data plane is in place, and reports the chosen paths and pings
+// between every pair of workloads. Without Keep it tears everything down at
+// the end (also when ctx is cancelled). It returns ErrUnreachable (after the
+// report) when any ping failed.
 func Run(ctx context.Context, o RunOptions) (err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -40,88 +86,170 @@ func Run(ctx context.Context, o RunOptions) (err error) {
 	if o.Timeout == 0 {
 		o.Timeout = 60 * time.Second
 	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
 	step := 0
 	say := func(format string, args ...any) {
 		step++
-		fmt.Fprintf(o.Out, "[%d] %s\n", step, fmt.Sprintf(format, args...))
+		fmt.Fprintf(o.Progress, "[%d] %s\n", step, fmt.Sprintf(format, args...))
 	}
+	detail := func(format string, args ...any) { fmt.Fprintf(o.Progress, "      "+format+"\n", args...) }
 	if os.Geteuid() != 0 {
 		return errors.New("weft lab needs root: it makes network namespaces, veths and bridges")
-	}
-	if o.Dir == "" {
-		d, err := os.MkdirTemp("", "weft-lab-")
-		if err != nil {
-			return fmt.Errorf("make lab work dir: %w", err)
-		}
-		o.Dir = d
-		defer os.RemoveAll(d)
 	}
 
 	topo := netlab.DefaultTopology()
 	say("build topology: %d segments, %d routers, %d hosts in network namespaces (underlay 198.18.0.0/15)", len(topo.Segments), len(topo.Routers), len(topo.Hosts))
-	l, err := netlab.Build(ctx, topo, netlab.Options{
-		Logger:   o.Logger,
-		Progress: func(s string) { fmt.Fprintf(o.Out, "      %s\n", s) },
+	l, err := netlab.Build(ctx, topo, netlab.Options{Logger: o.Logger, Progress: func(s string) { detail("%s", s) }})
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(StateDir, l.Prefix())
+	var c *Cluster
+	defer func() {
+		if o.Keep && err == nil || o.Keep && errors.Is(err, ErrUnreachable) {
+			return
+		}
+		fmt.Fprintf(o.Progress, "[%d] tear down: stop agents, remove namespaces %s-*\n", step+1, l.Prefix())
+		if c != nil {
+			err = errors.Join(err, c.Close())
+		}
+		err = errors.Join(err, l.Close(), os.RemoveAll(dir))
+	}()
+
+	c, err = NewCluster(l, ClusterOptions{
+		Binary:  o.Binary,
+		Dir:     dir,
+		Regions: DefaultRegions(),
+		// WireGuard is not there yet: a cross-region pair would get no path.
+		Config: map[string]any{"encryption": "never"},
 	})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		fmt.Fprintf(o.Out, "[%d] tear down: stop agents, remove namespaces %s-*\n", step+1, l.Prefix())
-		if cerr := l.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
-
-	c, err := NewCluster(l, ClusterOptions{Binary: o.Binary, Dir: o.Dir, Regions: DefaultRegions()})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := c.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
 	hosts := l.Hosts()
 	// Two seeds in different regions: the whole fabric starts at once and
 	// every agent retries its seeds until one answers.
 	seeds := []string{l.HostAddr(hosts[0]).String(), l.HostAddr(hosts[len(hosts)-1]).String()}
-	say("start %d agents (cluster key %s, seeds %v)", len(hosts), c.KeyFile(), seeds)
+	say("start %d agents (encryption: never, seeds %v)", len(hosts), seeds)
 	for _, h := range hosts {
 		if err := c.Start(h, seeds, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(o.Out, "      %s: weft agent at %s, region %s, log %s\n", h, l.HostAddr(h), DefaultRegions()[c.hostSegment(h)], c.HostDir(h)+"/agent.log")
+		detail("%s: weft agent at %s, region %s", h, l.HostAddr(h), DefaultRegions()[c.hostSegment(h)])
 	}
 
 	say("wait until every agent sees all %d with distinct subnets", len(hosts))
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	if err := c.WaitConverged(wctx, hosts, func(why string) { fmt.Fprintf(o.Out, "      waiting: %s\n", why) }); err != nil {
-		for _, h := range hosts {
-			fmt.Fprintf(o.Out, "--- log of %s ---\n%s", h, tail(c.Log(h), 20))
-		}
+	if err := c.WaitConverged(wctx, hosts, func(why string) { detail("waiting: %s", why) }); err != nil {
+		c.dumpLogs(o.Progress, hosts)
 		return err
 	}
-	fmt.Fprintf(o.Out, "      converged in %s\n", time.Since(start).Round(10*time.Millisecond))
+	detail("converged in %s", time.Since(start).Round(10*time.Millisecond))
 
-	say("weft peers, as seen from each host")
-	for _, v := range c.Views(ctx, hosts) {
-		fmt.Fprintf(o.Out, "\n$ weft peers   # on %s\n", v.Host)
-		if v.Err != nil {
-			return v.Err
+	rep := Report{Prefix: l.Prefix(), Kept: o.Keep}
+	say("attach one workload to every host (a routed veth, as Calico does)")
+	for i, v := range c.Views(ctx, hosts) {
+		var subnet netip.Prefix
+		for _, p := range v.Peers {
+			if p.Local {
+				subnet = p.Subnet
+			}
 		}
-		if err := o.PrintPeers(o.Out, v.Peers); err != nil {
+		h := v.Host
+		rep.Hosts = append(rep.Hosts, HostInfo{Name: h, Addr: l.HostAddr(h), Region: DefaultRegions()[c.hostSegment(h)],
+			Subnet: subnet, RunDir: c.RunDir(h), Netns: l.NSName(h), LogFile: filepath.Join(c.HostDir(h), "agent.log")})
+		w := netlab.Workload{Name: fmt.Sprintf("w%d", i+1), Host: h, Addr: subnet.Addr().Next().Next(), Labels: workloadLabels[i%len(workloadLabels)]}
+		if err := l.AddWorkload(ctx, w); err != nil {
+			return err
+		}
+		rep.Workloads = append(rep.Workloads, w)
+		detail("%s on %s: %s, labels app=%s tier=%s env=%s", w.Name, h, w.Addr, w.Labels["app"], w.Labels["tier"], w.Labels["env"])
+	}
+
+	say("wait until every host has a route to every other in its kernel")
+	start = time.Now()
+	last := ""
+	for {
+		ok, why := c.DataPlaneReady(ctx, hosts)
+		if ok {
+			break
+		}
+		if why != last {
+			detail("waiting: %s", why)
+			last = why
+		}
+		select {
+		case <-wctx.Done():
+			c.dumpLogs(o.Progress, hosts)
+			return fmt.Errorf("wait for data planes: %w (last: %s)", wctx.Err(), why)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	detail("data planes ready in %s", time.Since(start).Round(10*time.Millisecond))
+
+	say("ask every agent which path it chose to every other host")
+	if rep.Paths, err = c.PathMatrix(ctx, hosts); err != nil {
+		return err
+	}
+	say("ping between every pair of workloads")
+	rep.Pings, rep.Failed = PingMatrix(ctx, l, rep.Workloads)
+
+	if o.Keep {
+		if err := writeState(dir, State{Prefix: l.Prefix(), Dir: dir, Pids: c.Pids()}); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintln(o.Out)
-	if o.Hold {
-		fmt.Fprintf(o.Out, "lab is up; ask an agent with: weft peers --run-dir %s (Ctrl-C tears it down)\n", c.RunDir(hosts[0]))
-		<-ctx.Done()
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(o.Out, rep, c, o.PrintPeers)
+	}
+	if rep.Failed > 0 {
+		return fmt.Errorf("%w: %d of %d pings failed", ErrUnreachable, rep.Failed, len(rep.Workloads)*(len(rep.Workloads)-1))
 	}
 	return nil
+}
+
+func printReport(w io.Writer, rep Report, c *Cluster, printPeers func(io.Writer, []api.Peer) error) {
+	first := rep.Hosts[0].Name
+	fmt.Fprintf(w, "\n$ weft peers   # on %s\n", first)
+	for _, v := range c.Views(context.Background(), []string{first}) {
+		if v.Err == nil && printPeers != nil {
+			_ = printPeers(w, v.Peers)
+		}
+	}
+	fmt.Fprintln(w, "\npaths chosen (row: from host, column: to host)")
+	_ = rep.Paths.Render(w, "from\\to")
+	fmt.Fprintln(w, "\nping between workloads (row: from, column: to)")
+	_ = rep.Pings.Render(w, "from\\to")
+	fmt.Fprintln(w)
+	for _, wl := range rep.Workloads {
+		fmt.Fprintf(w, "%s on %s: %s\n", wl.Name, wl.Host, wl.Addr)
+	}
+	if rep.Kept {
+		wl := rep.Workloads[0]
+		to := rep.Workloads[len(rep.Workloads)-1]
+		h := rep.Hosts[0]
+		fmt.Fprintf(w, "\nthe lab keeps running; try it by hand:\n")
+		fmt.Fprintf(w, "  ip netns exec %s-%s ping %s          # from workload %s to %s\n", rep.Prefix, wl.Name, to.Addr, wl.Name, to.Name)
+		fmt.Fprintf(w, "  ip netns exec %s ip route               # host %s's routes\n", h.Netns, h.Name)
+		fmt.Fprintf(w, "  weft routes --run-dir %s        # what %s's agent planned\n", h.RunDir, h.Name)
+		fmt.Fprintf(w, "  weft lab down                                    # remove it\n")
+	}
+}
+
+func (c *Cluster) dumpLogs(w io.Writer, hosts []string) {
+	for _, h := range hosts {
+		fmt.Fprintf(w, "--- log of %s ---\n%s", h, tail(c.Log(h), 20))
+	}
 }
 
 // tail returns the last n lines of s.

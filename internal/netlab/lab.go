@@ -43,6 +43,8 @@ type Lab struct {
 	mu   sync.Mutex
 	sw   *netlink.Handle // bound to the switch namespace; nil once closed
 	made []string        // namespace names to remove on Close, in creation order
+	// workloads maps workload names to their hosts (see AddWorkload).
+	workloads map[string]Workload
 }
 
 // Build validates t, then creates its namespaces, bridges, veths, addresses,

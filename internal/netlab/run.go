@@ -72,7 +72,7 @@ func (l *Lab) Interface(node, segment string) string {
 // NSName returns the namespace name of a host or router ("<prefix>-<node>"),
 // of the switch namespace for node "sw", or "" when l has no such node.
 func (l *Lab) NSName(node string) string {
-	if _, ok := l.plan.Node(node); !ok && node != switchNode {
+	if _, ok := l.plan.Node(node); !ok && node != switchNode && !l.isWorkload(node) {
 		return ""
 	}
 	return l.prefix + "-" + node

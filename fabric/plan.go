@@ -1,0 +1,444 @@
+package fabric
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Planning.
+//
+// Compute is the pure planner: this node (Local), the live peers (Peer, from
+// gossip) and the cluster's Options in, the desired data plane (Plan) out.
+// The appliers compare the Plan with the kernel and change only the delta;
+// the planner never touches the kernel, so table tests cover every decision.
+// The path for each pair follows DESIGN.md's path table.
+
+// vxlanOverheadIPv6 is VXLANOverhead over an IPv6 underlay: the outer IPv6
+// header is 40 bytes, not 20.
+const vxlanOverheadIPv6 = VXLANOverhead + 20
+
+// macLen is the length of an Ethernet (VTEP) MAC address.
+const macLen = 6
+
+// Reasons for PathNone that do not depend on the peer. Constant strings keep
+// Compute cheap for thousands of peers.
+const (
+	reasonNoSubnet       = "no subnet yet"
+	reasonNoUnderlay     = "no underlay address"
+	reasonLocalNoAddr    = "this node has no underlay address"
+	reasonLocalNoSubnet  = "this node has no subnet yet (the VXLAN device needs its address)"
+	reasonSameName       = "same name as this node"
+	reasonDuplicateName  = "duplicate peer name"
+	reasonNoVTEPMAC      = "no VTEP MAC (VXLAN needs one)"
+	reasonNeverOffLink   = "not on-link and overlayMode is never"
+	reasonIPIP           = "IP-in-IP path not available yet"
+	reasonEncryptAlways  = "encryption required (always); WireGuard path not available yet"
+	reasonEncryptRegion  = "encryption required (cross-region); WireGuard path not available yet"
+	reasonSameSegment    = "same L2 segment"
+	reasonOtherSegment   = "different L2 segment"
+	reasonOverlayAlways  = "overlayMode always"
+	reasonNoIPv4Underlay = "no IPv4 underlay address"
+	reasonNoIPv6Underlay = "no IPv6 underlay address"
+)
+
+// Compute computes the desired data plane of local given its live peers and
+// opts. It is pure (no kernel, clock, randomness or logging), deterministic
+// (peers in any order give an equal Plan; peers with equal names are ordered
+// by their other fields) and safe for concurrent use. It neither modifies nor
+// retains its inputs: the Plan owns all its slices.
+//
+// Every peer gets one PeerPlan; the first rule that applies decides:
+//
+//  1. A peer named like this node or like a peer before it, with no subnet,
+//     with an invalid subnet, or with a subnet overlapping one of this node's
+//     or of a peer earlier by name that kept its own, gets PathNone (a peer
+//     that loses claims nothing). The caller filters conflicts out; this is
+//     the defence.
+//  2. Invalid opts (see Validate) or no local.UnderlayAddr: PathNone.
+//  3. Remote is the peer's first underlay address of local.UnderlayAddr's
+//     family that is on-link (inside a local.Connected prefix), else the
+//     first of that family; none: PathNone.
+//  4. Encryption always, or cross-region for a peer in another cloud or
+//     region (exact string compare: two unknown ("") locations match) needs
+//     WireGuard, not implemented yet (#5): PathNone. Never plaintext.
+//  5. overlayMode never: on-link peers direct, others PathNone; cross-subnet:
+//     on-link peers direct, others the overlay (Calico's CrossSubnet,
+//     flannel's DirectRouting); always: the overlay.
+//  6. Overlay ipip is not implemented yet (#6): PathNone. VXLAN needs this
+//     node to have a subnet and the peer a 6-byte VTEP MAC not used by this
+//     node or by a VXLAN peer earlier by name; else PathNone.
+//
+// Direct: a route per peer subnet via Remote on local.UnderlayDev, MTU
+// local.UnderlayMTU. VXLAN (flannel's layout): the peer's VTEP address is the
+// network address of its first subnet; a route per peer subnet via it, onlink,
+// on opts.VXLANDevice, a static neighbour entry (VTEP address -> MAC) and FDB
+// entry (MAC -> Remote); MTU local.UnderlayMTU less VXLANOverhead (70 over an
+// IPv6 underlay), or 0 when the underlay MTU is unknown.
+//
+// Plan.VXLAN is set whenever the overlay is VXLAN, overlayMode is not never
+// and this node has a subnet, even if no peer uses VXLAN now: peers may send
+// to this node over VXLAN while it routes to them directly. Each own subnet
+// gets a blackhole route. Masquerade is opts.ClusterCIDR when opts.IPMasq.
+func Compute(local Local, peers []Peer, opts Options) Plan {
+	var plan Plan
+	if opts.IPMasq && opts.ClusterCIDR.IsValid() {
+		plan.Masquerade = opts.ClusterCIDR.Masked()
+	}
+	var own []netip.Prefix
+	for _, s := range local.Subnets {
+		if s.IsValid() {
+			own = append(own, s.Masked())
+		}
+	}
+	nRoutes := len(own)
+	for i := range peers {
+		nRoutes += len(peers[i].Subnets)
+	}
+	if nRoutes > 0 {
+		plan.Routes = make([]Route, 0, nRoutes)
+	}
+	// Blackhole the own subnets, as Calico does for its blocks: traffic to an
+	// unassigned workload address is dropped here instead of following the
+	// default route out. Workload /32 routes are more specific and win.
+	for _, s := range own {
+		plan.Routes = append(plan.Routes, Route{Dst: s, Blackhole: true})
+	}
+
+	optsErr := opts.Validate()
+	globalReason := ""
+	switch {
+	case optsErr != nil:
+		globalReason = "invalid options: " + strings.ReplaceAll(optsErr.Error(), "\n", "; ")
+	case !local.UnderlayAddr.IsValid():
+		globalReason = reasonLocalNoAddr
+	}
+	vxlanOverhead := VXLANOverhead
+	if local.UnderlayAddr.Unmap().Is6() {
+		vxlanOverhead = vxlanOverheadIPv6
+	}
+	if globalReason == "" && opts.Overlay == OverlayVXLAN && opts.OverlayMode != OverlayNever && len(own) > 0 {
+		// Present whether or not a peer uses VXLAN now: peers may send to
+		// this node over VXLAN while it routes to them directly.
+		plan.VXLAN = &VXLANDevice{
+			Name:  opts.VXLANDevice,
+			VNI:   opts.VXLANVNI,
+			Port:  opts.VXLANPort,
+			Local: local.UnderlayAddr,
+			Dev:   local.UnderlayDev,
+			MAC:   slices.Clone(local.VTEPMAC),
+			MTU:   mtuLess(local.UnderlayMTU, vxlanOverhead),
+			Addr:  netip.PrefixFrom(own[0].Addr(), own[0].Addr().BitLen()),
+		}
+	}
+
+	order := make([]*Peer, len(peers))
+	for i := range peers {
+		order[i] = &peers[i]
+	}
+	slices.SortFunc(order, comparePeers)
+	if len(order) > 0 {
+		plan.Peers = make([]PeerPlan, len(order))
+	}
+	for i, p := range order {
+		pp := &plan.Peers[i]
+		pp.Name = p.Name
+		pp.Subnets = slices.Clone(p.Subnets)
+		switch {
+		case p.Name == local.Name:
+			pp.Reason = reasonSameName
+		case i > 0 && p.Name == order[i-1].Name:
+			pp.Reason = reasonDuplicateName
+		case len(p.Subnets) == 0:
+			pp.Reason = reasonNoSubnet
+		default:
+			for _, s := range p.Subnets {
+				if !s.IsValid() || s != s.Masked() {
+					pp.Reason = fmt.Sprintf("invalid subnet %s", s)
+					break
+				}
+			}
+		}
+		if pp.Reason != "" {
+			pp.Path = PathNone
+		}
+	}
+	resolveOverlaps(plan.Peers, own)
+
+	// usedMACs holds the VTEP MACs already in the FDB: one MAC can point at
+	// one remote only.
+	usedMACs := make(map[[macLen]byte]string)
+	if len(local.VTEPMAC) == macLen {
+		usedMACs[[macLen]byte(local.VTEPMAC)] = "this node"
+	}
+	for i, p := range order {
+		pp := &plan.Peers[i]
+		if pp.Path == PathNone {
+			continue
+		}
+		if globalReason != "" {
+			pp.Path, pp.Reason = PathNone, globalReason
+			continue
+		}
+		remote, onLink, reason := pickRemote(local, p.Underlay)
+		pp.Remote = remote
+		if reason != "" {
+			pp.Path, pp.Reason = PathNone, reason
+			continue
+		}
+		crossRegion := p.Location.Cloud != local.Location.Cloud || p.Location.Region != local.Location.Region
+		switch {
+		case opts.Encryption == EncryptionAlways:
+			// TODO(weft): a WireGuard path (#5); never fall back to plaintext.
+			pp.Path, pp.Reason = PathNone, reasonEncryptAlways
+			continue
+		case opts.Encryption == EncryptionCrossRegion && crossRegion:
+			pp.Path, pp.Reason = PathNone, reasonEncryptRegion
+			continue
+		}
+		overlayReason := reasonOverlayAlways
+		switch opts.OverlayMode {
+		case OverlayNever, OverlayCrossSubnet:
+			if onLink {
+				pp.Path, pp.Reason = PathDirect, reasonSameSegment
+				pp.Dev, pp.Via, pp.MTU = local.UnderlayDev, remote, local.UnderlayMTU
+				for _, s := range p.Subnets {
+					plan.Routes = append(plan.Routes, Route{Dst: s, Via: remote, Dev: local.UnderlayDev})
+				}
+				continue
+			}
+			if opts.OverlayMode == OverlayNever {
+				pp.Path, pp.Reason = PathNone, reasonNeverOffLink
+				continue
+			}
+			overlayReason = reasonOtherSegment
+		}
+		if opts.Overlay == OverlayIPIP {
+			// TODO(weft): the IP-in-IP path (#6).
+			pp.Path, pp.Reason = PathNone, reasonIPIP
+			continue
+		}
+		switch {
+		case plan.VXLAN == nil:
+			pp.Path, pp.Reason = PathNone, reasonLocalNoSubnet
+			continue
+		case len(p.VTEPMAC) != macLen:
+			pp.Path, pp.Reason = PathNone, reasonNoVTEPMAC
+			continue
+		}
+		mac := [macLen]byte(p.VTEPMAC)
+		if other, ok := usedMACs[mac]; ok {
+			pp.Path, pp.Reason = PathNone, fmt.Sprintf("VTEP MAC %s also used by %s", p.VTEPMAC, other)
+			continue
+		}
+		usedMACs[mac] = "peer " + p.Name
+		// flannel's layout: the peer's VTEP address is the network address
+		// of its first subnet; the onlink route makes the kernel resolve it
+		// on the VXLAN device without a connected route, the static
+		// neighbour entry gives its MAC, the FDB entry the underlay address
+		// behind that MAC (learning is off: nothing is flooded).
+		vtep := p.Subnets[0].Addr()
+		pp.Path, pp.Reason = PathVXLAN, overlayReason
+		pp.Dev, pp.Via, pp.MTU = opts.VXLANDevice, vtep, mtuLess(local.UnderlayMTU, vxlanOverhead)
+		for _, s := range p.Subnets {
+			plan.Routes = append(plan.Routes, Route{Dst: s, Via: vtep, Dev: opts.VXLANDevice, OnLink: true})
+		}
+		plan.Neighbors = append(plan.Neighbors, Neighbor{Dev: opts.VXLANDevice, IP: vtep, MAC: slices.Clone(p.VTEPMAC)})
+		plan.FDB = append(plan.FDB, FDBEntry{Dev: opts.VXLANDevice, MAC: slices.Clone(p.VTEPMAC), Dst: remote})
+	}
+
+	slices.SortFunc(plan.Routes, compareRoutes)
+	slices.SortFunc(plan.Neighbors, func(a, b Neighbor) int {
+		return cmp.Or(a.IP.Compare(b.IP), strings.Compare(a.Dev, b.Dev), bytes.Compare(a.MAC, b.MAC))
+	})
+	slices.SortFunc(plan.FDB, func(a, b FDBEntry) int {
+		return cmp.Or(bytes.Compare(a.MAC, b.MAC), strings.Compare(a.Dev, b.Dev), a.Dst.Compare(b.Dst))
+	})
+	return plan
+}
+
+// mtuLess returns mtu less overhead, or 0 (the device's own) when mtu is
+// unknown or too small to subtract from.
+func mtuLess(mtu, overhead int) int {
+	if mtu <= overhead {
+		return 0
+	}
+	return mtu - overhead
+}
+
+// pickRemote returns the address of underlay to send to: the first one of
+// local's underlay family that is on-link (inside local.Connected), else the
+// first one of that family. reason is non-empty when there is none.
+func pickRemote(local Local, underlay []netip.Addr) (remote netip.Addr, onLink bool, reason string) {
+	if len(underlay) == 0 {
+		return netip.Addr{}, false, reasonNoUnderlay
+	}
+	want4 := local.UnderlayAddr.Unmap().Is4()
+	for _, a := range underlay {
+		a = a.Unmap()
+		if !a.IsValid() || a.Is4() != want4 {
+			continue
+		}
+		if !remote.IsValid() {
+			remote = a
+		}
+		for _, c := range local.Connected {
+			if c.Contains(a) {
+				return a, true, ""
+			}
+		}
+	}
+	if !remote.IsValid() {
+		if want4 {
+			return remote, false, reasonNoIPv4Underlay
+		}
+		return remote, false, reasonNoIPv6Underlay
+	}
+	return remote, false, ""
+}
+
+// subnetOwner is one subnet and the index of the PeerPlan that holds it (-1:
+// this node).
+type subnetOwner struct {
+	subnet netip.Prefix
+	last   netip.Addr
+	owner  int
+}
+
+// resolveOverlaps gives PathNone to every peer in plans (sorted by name) with
+// a subnet that overlaps one of own or one of a peer earlier by name that
+// kept its subnets; peers that already have PathNone are left out. A sweep
+// over the sorted subnets finds the few that overlap anything (normally none)
+// in O(n log n); only those are then resolved pairwise, in name order.
+func resolveOverlaps(plans []PeerPlan, own []netip.Prefix) {
+	var all []subnetOwner
+	for _, s := range own {
+		all = append(all, subnetOwner{s, lastAddr(s), -1})
+	}
+	for i := range plans {
+		if plans[i].Path == PathNone {
+			continue
+		}
+		for _, s := range plans[i].Subnets {
+			all = append(all, subnetOwner{s, lastAddr(s), i})
+		}
+	}
+	slices.SortFunc(all, func(a, b subnetOwner) int { return comparePrefixes(a.subnet, b.subnet) })
+	suspect := make(map[int]bool)
+	for start := 0; start < len(all); {
+		// A run of subnets whose ranges chain into one another: every
+		// overlapping pair lies inside one run.
+		end, maxLast := start+1, all[start].last
+		for end < len(all) && all[end].subnet.Addr().Compare(maxLast) <= 0 {
+			if all[end].last.Compare(maxLast) > 0 {
+				maxLast = all[end].last
+			}
+			end++
+		}
+		if end-start > 1 {
+			for _, so := range all[start:end] {
+				if so.owner >= 0 {
+					suspect[so.owner] = true
+				}
+			}
+		}
+		start = end
+	}
+	if len(suspect) == 0 {
+		return
+	}
+	idx := make([]int, 0, len(suspect))
+	for i := range suspect {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx) // plans are in name order
+	kept := make([]subnetOwner, 0, len(own))
+	for _, s := range own {
+		kept = append(kept, subnetOwner{subnet: s, owner: -1})
+	}
+	for _, i := range idx {
+		pp := &plans[i]
+		mine := len(kept)
+	check:
+		for _, s := range pp.Subnets {
+			for k, o := range kept {
+				if !s.Overlaps(o.subnet) {
+					continue
+				}
+				switch {
+				case o.owner < 0:
+					pp.Reason = fmt.Sprintf("subnet %s overlaps %s of this node", s, o.subnet)
+				case k >= mine:
+					pp.Reason = fmt.Sprintf("subnet %s overlaps its subnet %s", s, o.subnet)
+				default:
+					pp.Reason = fmt.Sprintf("subnet %s overlaps %s of peer %s", s, o.subnet, plans[o.owner].Name)
+				}
+				break check
+			}
+			kept = append(kept, subnetOwner{subnet: s, owner: i})
+		}
+		if pp.Reason != "" {
+			pp.Path = PathNone
+			kept = kept[:mine]
+		}
+	}
+}
+
+// lastAddr returns the last address of the valid prefix p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr()
+	b := a.As16()
+	first := 16 - a.BitLen()/8 // As16 puts an IPv4 address in the last 4 bytes
+	for bit := p.Bits(); bit < a.BitLen(); bit++ {
+		b[first+bit/8] |= 0x80 >> (bit % 8)
+	}
+	if a.Is4() {
+		return netip.AddrFrom4([4]byte(b[12:]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+// comparePrefixes orders prefixes as `ip route` lists them: by address (IPv4
+// first), then the shorter (wider) prefix first.
+func comparePrefixes(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
+// compareRoutes orders routes by Dst, then by every other field.
+func compareRoutes(a, b Route) int {
+	return cmp.Or(comparePrefixes(a.Dst, b.Dst), compareBool(a.Blackhole, b.Blackhole),
+		a.Via.Compare(b.Via), strings.Compare(a.Dev, b.Dev), compareBool(a.OnLink, b.OnLink),
+		cmp.Compare(a.MTU, b.MTU))
+}
+
+// comparePeers orders peers by name, then by every other field, so that
+// sorting gives one order whatever the input order.
+func comparePeers(a, b *Peer) int {
+	if c := strings.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return cmp.Or(
+		slices.CompareFunc(a.Underlay, b.Underlay, netip.Addr.Compare),
+		a.Public.Compare(b.Public),
+		strings.Compare(a.Location.Cloud, b.Location.Cloud),
+		strings.Compare(a.Location.Region, b.Location.Region),
+		strings.Compare(a.Location.Zone, b.Location.Zone),
+		slices.CompareFunc(a.Subnets, b.Subnets, comparePrefixes),
+		bytes.Compare(a.VTEPMAC, b.VTEPMAC),
+		cmp.Compare(a.Caps, b.Caps),
+	)
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}

@@ -1,0 +1,70 @@
+package config
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/weft-net/weft/fabric"
+)
+
+// TestVXLANPortOtherOverlay checks that vxlan.port may equal bindPort when
+// VXLAN is not the overlay: the port is then not used.
+func TestVXLANPortOtherOverlay(t *testing.T) {
+	c := withDefaults(func(c *Config) {
+		c.NodeName, c.Overlay = "n1", "ipip"
+		c.VXLAN.Port = c.BindPort
+	})
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestDataPlane(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Config
+		want fabric.Options
+	}{
+		{
+			name: "defaults",
+			c:    Default(),
+			want: fabric.Options{
+				Overlay:     fabric.OverlayVXLAN,
+				OverlayMode: fabric.OverlayCrossSubnet,
+				Encryption:  fabric.EncryptionCrossRegion,
+				VXLANVNI:    fabric.DefaultVXLANVNI,
+				VXLANPort:   fabric.DefaultVXLANPort,
+				VXLANDevice: fabric.DefaultVXLANDevice,
+				ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
+				IPMasq:      true,
+			},
+		},
+		{
+			name: "every field set",
+			c: withDefaults(func(c *Config) {
+				c.Overlay, c.OverlayMode, c.Encryption = "ipip", "never", "always"
+				c.VXLAN = VXLAN{VNI: 42, Port: 8472, Device: "vx0"}
+				c.ClusterCIDR = netip.MustParsePrefix("10.32.0.0/12")
+				c.IPMasq = false
+			}),
+			want: fabric.Options{
+				Overlay:     fabric.OverlayIPIP,
+				OverlayMode: fabric.OverlayNever,
+				Encryption:  fabric.EncryptionAlways,
+				VXLANVNI:    42,
+				VXLANPort:   8472,
+				VXLANDevice: "vx0",
+				ClusterCIDR: netip.MustParsePrefix("10.32.0.0/12"),
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.c.DataPlane(), cmpOpts...); diff != "" {
+				t.Errorf("DataPlane (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
