@@ -16,7 +16,10 @@ func agentCommand() *cli.Command {
 		Usage: "run the weft agent on this host (as root, one per host, usually under systemd)",
 		Description: "The agent joins the cluster by encrypted gossip, claims a workload subnet for this host\n" +
 			"(kept across restarts in the state dir), writes a flannel-compatible subnet.env in the run dir,\n" +
-			"and serves the local API that `weft status` and `weft peers` use.\n\n" +
+			"picks a path to every peer (a direct route on the same L2 segment, VXLAN across subnets) and\n" +
+			"keeps the kernel's routes, VXLAN device and masquerade rule equal to that plan, repairing drift.\n" +
+			"It serves the local API that `weft status`, `weft peers` and `weft routes` use. Stopping it\n" +
+			"leaves the data plane in place, so a restart loses no packets; `weft cleanup` removes it.\n\n" +
 			"Configuration: " + config.Precedence + "\n" +
 			"A bad value stops the agent with an error that names the field and the value.\n\n" +
 			"Before the first start, make a cluster key with `weft keys gen` and copy it to every host.",
@@ -30,7 +33,11 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			a, err := agent.New(agent.Options{Config: cfg, Logger: log, Version: versionString()})
+			dp, err := agent.NewKernelDataPlane(cfg, log)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(agent.Options{Config: cfg, Logger: log, Version: versionString(), DataPlane: dp})
 			if err != nil {
 				return err
 			}

@@ -53,6 +53,7 @@ func newApp() *cli.App {
 			peersCommand(),
 			routesCommand(),
 			leaveCommand(),
+			cleanupCommand(),
 			keysCommand(),
 			labCommand(),
 			versionCommand(),

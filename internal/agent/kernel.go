@@ -1,0 +1,232 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/weft-net/weft/encap/vxlan"
+	"github.com/weft-net/weft/fabric"
+	"github.com/weft-net/weft/fabric/masq"
+	"github.com/weft-net/weft/fabric/routing"
+	"github.com/weft-net/weft/internal/api"
+	"github.com/weft-net/weft/internal/config"
+)
+
+// driftSettle is how long the data plane waits after a netlink event before
+// it re-reads the kernel, so a burst of events (ours, or an operator's
+// script) costs one pass.
+const driftSettle = 50 * time.Millisecond
+
+// kernelDataPlane is the DataPlane on the real kernel of the agent's own
+// network namespace: a fabric.Reconciler over the forwarding sysctl, the
+// VXLAN driver, the route applier and masquerade.
+type kernelDataPlane struct {
+	*fabric.Reconciler
+	log   *slog.Logger
+	vx    *vxlan.Driver
+	rt    *routing.Applier
+	nat   *masq.Applier
+	drift chan struct{}
+}
+
+// kernelParts opens the appliers on the current network namespace.
+func kernelParts(log *slog.Logger) (*vxlan.Driver, *routing.Applier, *masq.Applier, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open netlink: %w", err)
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open nftables: %w", err)
+	}
+	return vxlan.New(vxlan.Config{Kernel: vxlan.NewNetlinkKernel(h), Logger: log}),
+		routing.New(routing.Config{Kernel: routing.NewNetlinkKernel(h), Logger: log}),
+		masq.New(masq.Config{Conn: conn, Logger: log}), nil
+}
+
+// NewKernelDataPlane returns the data plane that programs this host's kernel.
+func NewKernelDataPlane(cfg config.Config, log *slog.Logger) (DataPlane, error) {
+	vx, rt, nat, err := kernelParts(log)
+	if err != nil {
+		return nil, err
+	}
+	d := &kernelDataPlane{log: log.With("component", "dataplane"), vx: vx, rt: rt, nat: nat, drift: make(chan struct{}, 1)}
+	d.Reconciler = fabric.NewReconciler(fabric.ReconcilerConfig{
+		Stages: []fabric.Stage{
+			{Name: "forwarding", Apply: func(context.Context, fabric.Plan) error { return enableForwarding() }},
+			{Name: "vxlan", Apply: func(ctx context.Context, p fabric.Plan) error { return vx.Apply(ctx, vxlanWant(p)) }},
+			{Name: "routes", Apply: func(ctx context.Context, p fabric.Plan) error { return rt.Apply(ctx, p.Routes) }},
+			{Name: "masquerade", Apply: func(ctx context.Context, p fabric.Plan) error { return nat.Apply(ctx, p.Masquerade) }},
+		},
+		Drift:  d.drift,
+		Resync: cfg.ResyncPeriod.Duration,
+		Logger: log,
+	})
+	return d, nil
+}
+
+func vxlanWant(p fabric.Plan) vxlan.Want {
+	return vxlan.Want{Device: p.VXLAN, Neighbors: p.Neighbors, FDB: p.FDB}
+}
+
+// enableForwarding turns on IPv4 forwarding: workload traffic is routed
+// through the host. Writing only when needed keeps the pass free of changes.
+func enableForwarding() error {
+	const path = "/proc/sys/net/ipv4/ip_forward"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	if bytes.Equal(bytes.TrimSpace(b), []byte("1")) {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("enable ip forwarding: %w", err)
+	}
+	return nil
+}
+
+// Run watches netlink for drift and runs the reconciler until ctx is done.
+func (d *kernelDataPlane) Run(ctx context.Context) error {
+	events, err := routing.Watch(ctx, netns.None(), d.log)
+	if err != nil {
+		return fmt.Errorf("watch netlink: %w", err)
+	}
+	go func() {
+		for range events {
+			// Let the burst settle, dropping what arrives meanwhile.
+			t := time.NewTimer(driftSettle)
+		settle:
+			for {
+				select {
+				case _, ok := <-events:
+					if !ok {
+						t.Stop()
+						return
+					}
+				case <-t.C:
+					break settle
+				}
+			}
+			select {
+			case d.drift <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return d.Reconciler.Run(ctx)
+}
+
+// Check compares p with the kernel, attributing each difference to the peer
+// it concerns where it can.
+func (d *kernelDataPlane) Check(ctx context.Context, p fabric.Plan) (Check, error) {
+	out := Check{Peers: map[string][]string{}}
+	rep, err := d.rt.Check(ctx, p.Routes)
+	if err != nil {
+		return out, err
+	}
+	owner := map[netip.Prefix]string{}
+	for _, pp := range p.Peers {
+		for _, s := range pp.Subnets {
+			owner[s] = pp.Name
+		}
+	}
+	for _, rs := range rep.Routes {
+		if rs.InKernel {
+			continue
+		}
+		line := "route " + routing.Format(rs.Route) + " missing"
+		if name, ok := owner[rs.Route.Dst]; ok {
+			out.Peers[name] = append(out.Peers[name], line)
+		} else {
+			out.Extra = append(out.Extra, line)
+		}
+	}
+	for _, r := range rep.Stale {
+		out.Extra = append(out.Extra, "stale route "+routing.Format(r))
+	}
+	lines, err := d.vx.Check(ctx, vxlanWant(p))
+	if err != nil {
+		return out, err
+	}
+	for _, line := range lines {
+		if name := peerOfLine(p, line); name != "" {
+			out.Peers[name] = append(out.Peers[name], line)
+		} else {
+			out.Extra = append(out.Extra, line)
+		}
+	}
+	ok, why, err := d.nat.Check(ctx, p.Masquerade)
+	if err != nil {
+		return out, err
+	}
+	if !ok {
+		out.Extra = append(out.Extra, "masquerade: "+why)
+	}
+	return out, nil
+}
+
+// peerOfLine returns the peer whose VTEP or underlay address a VXLAN
+// difference line names, or "".
+func peerOfLine(p fabric.Plan, line string) string {
+	for _, pp := range p.Peers {
+		if pp.Path != fabric.PathVXLAN {
+			continue
+		}
+		for _, a := range []netip.Addr{pp.Via, pp.Remote} {
+			if a.IsValid() && strings.Contains(line, " "+a.String()) {
+				return pp.Name
+			}
+		}
+	}
+	return ""
+}
+
+// Cleanup removes everything weft made on this host: its routes (by route
+// protocol), its VXLAN devices (by name prefix), its nftables table and the
+// files in the run dir. It touches nothing else, and refuses while an agent
+// is running (the agent would put it all back).
+func Cleanup(ctx context.Context, cfg config.Config, log *slog.Logger) ([]string, error) {
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := api.NewClient(cfg.RunDir).Status(qctx); err == nil {
+		return nil, errors.New("an agent is running: stop it first (systemctl stop weft, or kill it), or it puts everything back")
+	}
+	vx, rt, nat, err := kernelParts(log)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	var errs []error
+	step := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+			return
+		}
+		done = append(done, what)
+	}
+	step("remove weft routes (protocol 87)", rt.Sweep(ctx))
+	step("remove weft VXLAN devices ("+vxlan.LinkPrefix+"*) with their neighbour and FDB entries", vx.Apply(ctx, vxlan.Want{}))
+	step("remove nftables table ip "+masq.TableName, nat.Remove(ctx))
+	for _, name := range []string{SubnetEnvName, api.SocketName} {
+		p := filepath.Join(cfg.RunDir, name)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			step("remove "+p, err)
+			continue
+		}
+		done = append(done, "remove "+p)
+	}
+	return done, errors.Join(errs...)
+}
