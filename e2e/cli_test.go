@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/internal/api"
+	"github.com/weft-net/weft/internal/lab"
+	"github.com/weft-net/weft/internal/netlab"
 )
 
 // weft runs the weft binary (in the root namespace: the API is a unix
@@ -70,5 +72,44 @@ func TestCLI(t *testing.T) {
 	out, code = weft(t, "status", "--run-dir", c.RunDir("a1"), "--output", "yaml")
 	if code != 2 || !strings.Contains(out, "--output") {
 		t.Errorf("bad --output: exit %d: %s", code, out)
+	}
+}
+
+// TestLabCommand: `weft lab --keep --output json` reports every pair
+// reachable and leaves the lab up; `weft lab down` removes it.
+func TestLabCommand(t *testing.T) {
+	netlab.RequireRoot(t)
+	cmd := exec.Command(weftBinary, "lab", "--keep", "--output", "json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	t.Cleanup(func() { exec.Command(weftBinary, "lab", "down").Run() })
+	if err != nil {
+		t.Fatalf("weft lab: %v\n%s\n%s", err, out, stderr.String())
+	}
+	var rep lab.Report
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("weft lab --output json: %v\n%s", err, out)
+	}
+	if rep.Failed != 0 || len(rep.Workloads) != 5 || len(rep.Hosts) != 5 || !rep.Kept {
+		t.Errorf("report: %d failed, %d workloads, %d hosts, kept %v", rep.Failed, len(rep.Workloads), len(rep.Hosts), rep.Kept)
+	}
+	for _, step := range []string{"[1] build topology", "attach one workload", "ping between every pair"} {
+		if !strings.Contains(stderr.String(), step) {
+			t.Errorf("progress lacks %q:\n%s", step, stderr.String())
+		}
+	}
+	// The kept lab answers: a workload pings another.
+	w1, w5 := rep.Workloads[0], rep.Workloads[4]
+	if err := exec.Command("ip", "netns", "exec", rep.Prefix+"-"+w1.Name, "ping", "-c1", "-W2", w5.Addr.String()).Run(); err != nil {
+		t.Errorf("kept lab: %s cannot ping %s: %v", w1.Name, w5.Name, err)
+	}
+	down, err := exec.Command(weftBinary, "lab", "down").CombinedOutput()
+	if err != nil || !strings.Contains(string(down), "removed lab "+rep.Prefix) {
+		t.Fatalf("weft lab down: %v\n%s", err, down)
+	}
+	names, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(names), rep.Prefix+"-") {
+		t.Errorf("namespaces left after lab down:\n%s", names)
 	}
 }

@@ -398,3 +398,37 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.sb.String()
 }
+
+// TestCleanup: `weft cleanup` removes weft's routes, device, nftables table
+// and run-dir files, and nothing else.
+func TestCleanup(t *testing.T) {
+	f := newFabric(t)
+	f.run(t, "h1", "ip", "route", "add", "198.19.201.0/24", "via", f.l.Addr("rt1", "r1a").String(), "proto", "static")
+	out, err := f.l.Command(context.Background(), "h1", weftBinary, "cleanup", "--run-dir", f.c.RunDir("h1")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "agent is running") {
+		t.Fatalf("cleanup with a running agent: %v\n%s", err, out)
+	}
+	if err := f.c.Stop("h1"); err != nil {
+		t.Fatal(err)
+	}
+	before := f.run(t, "h1", "ip", "route")
+	if !strings.Contains(before, "proto 87") || !strings.Contains(f.run(t, "h1", "ip", "link"), "weft.vxlan") {
+		t.Fatalf("nothing of weft's to clean up:\n%s", before)
+	}
+	f.run(t, "h1", weftBinary, "cleanup", "--run-dir", f.c.RunDir("h1"))
+	after := f.run(t, "h1", "ip", "route")
+	if strings.Contains(after, "proto 87") {
+		t.Errorf("weft routes left:\n%s", after)
+	}
+	for _, keep := range []string{"198.19.201.0/24", "default via", f.workloads["h1"].Addr.String() + " dev wlw1"} {
+		if !strings.Contains(after, keep) {
+			t.Errorf("cleanup removed %q:\n%s", keep, after)
+		}
+	}
+	if links := f.run(t, "h1", "ip", "link"); strings.Contains(links, "weft.") {
+		t.Errorf("weft links left:\n%s", links)
+	}
+	if out, err := f.l.Command(context.Background(), "h1", "nft", "list", "table", "ip", "weft-nat").CombinedOutput(); err == nil {
+		t.Errorf("nftables table left:\n%s", out)
+	}
+}

@@ -206,10 +206,21 @@ type cpuMark struct {
 }
 
 func markCPU() cpuMark {
-	// A failed read shows as 0 cores; both only fail on a broken /proc.
-	ours, _ := ourCPU()
-	machine, _ := machineCPU()
-	return cpuMark{wall: time.Now(), ours: ours, machine: machine}
+	var m cpuMark
+	// On a saturated CPU this goroutine can be preempted between the reads,
+	// which skews short windows badly: read again until the reads lie close
+	// together.
+	for range 10 {
+		start := time.Now()
+		// A failed read shows as 0 cores; both only fail on a broken /proc.
+		m.ours, _ = ourCPU()
+		m.machine, _ = machineCPU()
+		m.wall = time.Now()
+		if m.wall.Sub(start) < 20*time.Millisecond {
+			break
+		}
+	}
+	return m
 }
 
 // cores returns how many cores this benchmark kept busy, on average, between a and b.

@@ -87,6 +87,7 @@ func printStatus(w io.Writer, s api.Status) error {
 		{"underlay", fmt.Sprintf("%s, advertising %s", s.Underlay, s.Advertise)},
 		{"location", loc},
 		{"members", fmt.Sprintf("%d alive, %d dead", s.MembersAlive, s.MembersDead)},
+		{"data plane", s.DataPlane},
 		{"health", s.Health},
 		{"version", s.Version},
 		{"up since", s.StartedAt.Format(time.RFC3339)},

@@ -233,3 +233,46 @@ func TestApplyStopsWhenCancelled(t *testing.T) {
 		t.Errorf("kernel changed (-before +after):\n%s", diff)
 	}
 }
+
+func TestApplyRefuses(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup setup
+		want  vxlan.Want
+		// wantErr is what the error wraps; nil: any error.
+		wantErr error
+	}{
+		{
+			name: "our name taken by a link that is not vxlan",
+			setup: func(t *testing.T, k *vxlantest.Kernel) {
+				must(t, k.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: "weft.vxlan"}}))
+			},
+			want: want(),
+		},
+		{
+			name:    "underlay device missing",
+			setup:   then(),
+			want:    wantWith(func(w *vxlan.Want) { w.Device.Dev = "eth1" }),
+			wantErr: unix.ENODEV,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := base(t)
+			tt.setup(t, k)
+			k.ResetMutations()
+			before := k.String()
+			err := newDriver(t, k).Apply(context.Background(), tt.want)
+			if err == nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Apply = %v, want an error wrapping %v", err, tt.wantErr)
+			}
+			t.Logf("Apply: %v", err)
+			if n := k.MutationCount(); n != 0 {
+				t.Errorf("Apply made %d mutating calls %v, want 0", n, k.Mutations())
+			}
+			if diff := cmp.Diff(before, k.String()); diff != "" {
+				t.Errorf("kernel changed (-before +after):\n%s", diff)
+			}
+		})
+	}
+}

@@ -45,10 +45,11 @@ const (
 
 // Want is the whole desired VXLAN state of the node.
 type Want struct {
-	// Device is the VXLAN device; nil: no device (the driver removes every
-	// VXLAN device named LinkPrefix*). A zero MTU leaves the kernel's, a
-	// nil MAC leaves the kernel's, an invalid Addr means no address, an
-	// invalid Local and an empty Dev leave the source address and the
+	// Device is the VXLAN device; nil: no device, and the driver removes
+	// every VXLAN device named LinkPrefix* (so Device.Name should start
+	// with LinkPrefix for the device to be removed later). A zero MTU or a
+	// nil MAC leaves the kernel's; an invalid Addr means no address; an
+	// invalid Local or an empty Dev leaves the source address or the
 	// underlay device unset.
 	Device *fabric.VXLANDevice
 	// Neighbors are the static neighbour entries on Device; an empty Dev

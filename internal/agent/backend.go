@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/weft-net/weft/fabric"
 	"github.com/weft-net/weft/gossip"
@@ -56,6 +57,18 @@ func (b *backend) Status() api.Status {
 		s.Problems = append(s.Problems, fmt.Sprintf("%s: %s", k, a.problems[k]))
 	}
 	a.mu.Unlock()
+	if a.dp != nil {
+		st := a.dp.Status()
+		s.DataPlane = fmt.Sprintf("%d passes", st.Passes)
+		if !st.LastPass.IsZero() {
+			s.DataPlane += ", last " + st.LastPass.Format(time.RFC3339) + " (" + st.Reason + ")"
+		}
+		if st.LastError != "" {
+			s.Problems = append(s.Problems, "dataplane: "+st.LastError)
+		}
+	} else {
+		s.DataPlane = "off"
+	}
 	if s.MembersDead > 0 {
 		s.Problems = append(s.Problems, fmt.Sprintf("members: %d dead", s.MembersDead))
 	}

@@ -30,6 +30,8 @@ type Status struct {
 	SubnetState  string `json:"subnetState"`
 	MembersAlive int    `json:"membersAlive"`
 	MembersDead  int    `json:"membersDead"`
+	// DataPlane summarises the reconciler: passes and the last one, or "off".
+	DataPlane string `json:"dataPlane"`
 	// Health is "ok" or "degraded"; Problems says why it is degraded.
 	Health   string   `json:"health"`
 	Problems []string `json:"problems"`
