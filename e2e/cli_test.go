@@ -48,7 +48,8 @@ func TestCLI(t *testing.T) {
 		t.Errorf("weft peers table (exit %d):\n%s", code, out)
 	}
 	out, code = weft(t, "status", "--run-dir", c.RunDir("b1"))
-	if code != 0 || !strings.Contains(out, "members:   3 alive, 0 dead") || !strings.Contains(out, "health:    ok") {
+	flat := strings.Join(strings.Fields(out), " ")
+	if code != 0 || !strings.Contains(flat, "members: 3 alive, 0 dead") || !strings.Contains(flat, "health: ok") {
 		t.Errorf("weft status (exit %d):\n%s", code, out)
 	}
 
