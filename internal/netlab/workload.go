@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -47,15 +48,7 @@ func (l *Lab) Workloads() []Workload {
 	for _, w := range l.workloads {
 		out = append(out, w)
 	}
-	slices.SortFunc(out, func(a, b Workload) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Workload) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
