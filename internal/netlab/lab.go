@@ -222,7 +222,7 @@ func (b *builder) buildNode(n Node) error {
 			return fmt.Errorf("add route %s: %w", r, err)
 		}
 	}
-	return nil
+	return l.applyNAT(n)
 }
 
 // addIface creates the veth pair for i straight across the node and switch

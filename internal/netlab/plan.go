@@ -26,6 +26,8 @@ type Node struct {
 	// Routes are the static routes besides the connected ones, in segment
 	// order (a host has at most a default route).
 	Routes []Route
+	// NAT holds a NAT router's inside interfaces (see Router.NAT).
+	NAT []Iface
 }
 
 // Iface is one veth pair joining a node to a segment.
@@ -132,6 +134,10 @@ func (t Topology) Plan() (Plan, error) {
 			n.Ifaces = append(n.Ifaces, newIface(r.Name, i, s, netip.PrefixFrom(a, prefixOf(s).Bits())))
 			onSeg[s] = append(onSeg[s], ri)
 		}
+		for _, s := range r.NAT {
+			i, _ := n.Iface(s)
+			n.NAT = append(n.NAT, i)
+		}
 		plan.Nodes = append(plan.Nodes, n)
 	}
 	// Routers come first in plan.Nodes, so a router's index is its node's.
@@ -194,6 +200,14 @@ func routerRoutes(t Topology, src int, onSeg map[string][]int, addrOn func(int, 
 	direct := make(map[string]bool, len(t.Routers[src].Segments))
 	for _, s := range t.Routers[src].Segments {
 		direct[s] = true
+	}
+	// Segments behind another router's NAT are private: no route to them.
+	for ri, r := range t.Routers {
+		for _, s := range r.NAT {
+			if ri != src {
+				direct[s] = true
+			}
+		}
 	}
 	var routes []Route
 	for _, s := range t.Segments {

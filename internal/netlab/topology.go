@@ -48,6 +48,11 @@ type Host struct {
 type Router struct {
 	Name     string
 	Segments []string
+	// NAT lists the router's inside segments: it masquerades what leaves
+	// them through its other interfaces and drops connections opened from
+	// outside, as a home or cloud NAT gateway does. Other routers get no
+	// route to them: hosts inside are reachable only through what they open.
+	NAT []string
 }
 
 // Topology declares a lab. Host and router names share one name space (each
@@ -152,6 +157,14 @@ func (t Topology) Validate() error {
 				errs = append(errs, fmt.Errorf("%s %q: router %q is on this segment twice", sf, s, r.Name))
 			}
 			seen[s] = true
+		}
+		for j, s := range r.NAT {
+			if !seen[s] {
+				errs = append(errs, fmt.Errorf("%s.nat[%d] %q: not one of the router's segments", field, j, s))
+			}
+		}
+		if len(r.NAT) > 0 && len(r.NAT) >= len(r.Segments) {
+			errs = append(errs, fmt.Errorf("%s.nat: router %q needs at least one outside segment", field, r.Name))
 		}
 	}
 
