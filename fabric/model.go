@@ -3,6 +3,7 @@ package fabric
 import (
 	"net"
 	"net/netip"
+	"time"
 )
 
 // RouteProtocol marks every route weft installs (rtm_protocol). The kernel
@@ -59,7 +60,23 @@ type Options struct {
 	ClusterCIDR netip.Prefix
 	// IPMasq masquerades traffic from ClusterCIDR to outside it.
 	IPMasq bool
+	// WireGuardDevice and WireGuardPort are the node's WireGuard device
+	// and UDP port; WireGuardKeepalive is the persistent keepalive a node
+	// behind NAT sends to its peers, so the NAT keeps its mapping open.
+	WireGuardDevice    string
+	WireGuardPort      int
+	WireGuardKeepalive time.Duration
 }
+
+// WireGuard defaults.
+const (
+	DefaultWireGuardDevice    = "weft.wg"
+	DefaultWireGuardPort      = 51820
+	DefaultWireGuardKeepalive = 25 * time.Second
+	// WireGuardOverhead is what WireGuard adds to a packet, safe for an IPv6
+	// underlay: outer IPv6 40 + UDP 8 + WireGuard 32.
+	WireGuardOverhead = 80
+)
 
 // Location is where a node runs (cloud, region, zone); empty parts are unknown.
 type Location struct {
@@ -82,6 +99,11 @@ type Local struct {
 	// VTEPMAC is the MAC of this node's VXLAN device.
 	VTEPMAC net.HardwareAddr
 	Caps    uint16 // gossip.Capability bits
+	// WireGuardKey is this node's WireGuard public key (32 bytes); nil when
+	// it cannot do WireGuard.
+	WireGuardKey []byte
+	// BehindNAT says this node is behind a NAT that forwards nothing to it.
+	BehindNAT bool
 }
 
 // Peer is another live node as the planner needs it: its last valid record,
@@ -94,6 +116,10 @@ type Peer struct {
 	Subnets  []netip.Prefix
 	VTEPMAC  net.HardwareAddr
 	Caps     uint16
+	// WireGuardKey (32 bytes) and WireGuardPort; nil / 0 when the peer has none.
+	WireGuardKey  []byte
+	WireGuardPort int
+	BehindNAT     bool
 }
 
 // Plan is the desired data plane of one node: pure data, compared with the
@@ -112,6 +138,30 @@ type Plan struct {
 	FDB       []FDBEntry
 	// Masquerade is the cluster CIDR to masquerade from; invalid when off.
 	Masquerade netip.Prefix
+	// WireGuard is the WireGuard device; nil when the node needs none.
+	WireGuard *WireGuardDevice
+	// WireGuardPeers are its peers, by name.
+	WireGuardPeers []WireGuardPeer
+}
+
+// WireGuardDevice is the node's WireGuard device. The private key is not
+// part of the plan (plans are logged and shown): the applier adds it.
+type WireGuardDevice struct {
+	Name string
+	Port int
+	MTU  int
+}
+
+// WireGuardPeer is one WireGuard peer.
+type WireGuardPeer struct {
+	Name      string
+	PublicKey []byte
+	// Endpoint is where to send; invalid for a peer behind NAT, whose
+	// endpoint is learnt from the handshakes it sends.
+	Endpoint   netip.AddrPort
+	AllowedIPs []netip.Prefix
+	// Keepalive is set when this node is behind NAT.
+	Keepalive time.Duration
 }
 
 // PeerPlan is the plan for one peer: the path and what it takes.

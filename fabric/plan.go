@@ -36,8 +36,12 @@ const (
 	reasonNoVTEPMAC      = "no VTEP MAC (VXLAN needs one)"
 	reasonNeverOffLink   = "not on-link and overlayMode is never"
 	reasonIPIP           = "IP-in-IP path not available yet"
-	reasonEncryptAlways  = "encryption required (always); WireGuard path not available yet"
-	reasonEncryptRegion  = "encryption required (cross-region); WireGuard path not available yet"
+	reasonEncryptAlways  = "encryption always"
+	reasonEncryptRegion  = "other cloud or region (encryption cross-region)"
+	reasonNAT            = "behind NAT: only WireGuard crosses it"
+	reasonBothNAT        = "both nodes are behind NAT: neither can reach the other"
+	reasonLocalNoWG      = "needs WireGuard, which is off on this node; never plaintext"
+	reasonPeerNoWG       = "needs WireGuard, and the peer has no WireGuard key; never plaintext"
 	reasonSameSegment    = "same L2 segment"
 	reasonOtherSegment   = "different L2 segment"
 	reasonOverlayAlways  = "overlayMode always"
@@ -135,6 +139,15 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 		}
 	}
 
+	if globalReason == "" && opts.WireGuardDevice != "" && len(local.WireGuardKey) == wgKeyLen &&
+		(opts.Encryption != EncryptionNever || local.BehindNAT || anyBehindNAT(peers)) {
+		plan.WireGuard = &WireGuardDevice{
+			Name: opts.WireGuardDevice,
+			Port: opts.WireGuardPort,
+			MTU:  mtuLess(local.UnderlayMTU, WireGuardOverhead),
+		}
+	}
+
 	order := make([]*Peer, len(peers))
 	for i := range peers {
 		order[i] = &peers[i]
@@ -190,13 +203,28 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 			continue
 		}
 		crossRegion := p.Location.Cloud != local.Location.Cloud || p.Location.Region != local.Location.Region
+		encReason := ""
 		switch {
-		case opts.Encryption == EncryptionAlways:
-			// TODO(weft): a WireGuard path (#5); never fall back to plaintext.
-			pp.Path, pp.Reason = PathNone, reasonEncryptAlways
+		case local.BehindNAT && p.BehindNAT:
+			pp.Path, pp.Reason = PathNone, reasonBothNAT
 			continue
+		case local.BehindNAT || p.BehindNAT:
+			encReason = reasonNAT
+		case opts.Encryption == EncryptionAlways:
+			encReason = reasonEncryptAlways
 		case opts.Encryption == EncryptionCrossRegion && crossRegion:
-			pp.Path, pp.Reason = PathNone, reasonEncryptRegion
+			encReason = reasonEncryptRegion
+		}
+		if encReason != "" {
+			// Never a plaintext fallback: WireGuard or nothing.
+			switch {
+			case plan.WireGuard == nil:
+				pp.Path, pp.Reason = PathNone, encReason+"; "+reasonLocalNoWG
+			case len(p.WireGuardKey) != wgKeyLen || p.WireGuardPort < 1 || p.WireGuardPort > 65535:
+				pp.Path, pp.Reason = PathNone, encReason+"; "+reasonPeerNoWG
+			default:
+				wireGuardPath(&plan, pp, local, p, remote, encReason, opts)
+			}
 			continue
 		}
 		overlayReason := reasonOverlayAlways
@@ -251,6 +279,7 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 	}
 
 	slices.SortFunc(plan.Routes, compareRoutes)
+	slices.SortFunc(plan.WireGuardPeers, func(a, b WireGuardPeer) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(plan.Neighbors, func(a, b Neighbor) int {
 		return cmp.Or(a.IP.Compare(b.IP), strings.Compare(a.Dev, b.Dev), bytes.Compare(a.MAC, b.MAC))
 	})
@@ -258,6 +287,47 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 		return cmp.Or(bytes.Compare(a.MAC, b.MAC), strings.Compare(a.Dev, b.Dev), a.Dst.Compare(b.Dst))
 	})
 	return plan
+}
+
+// wgKeyLen is the length of a WireGuard public key.
+const wgKeyLen = 32
+
+// anyBehindNAT reports whether a peer is behind NAT (it can only be reached
+// over WireGuard).
+func anyBehindNAT(peers []Peer) bool {
+	for i := range peers {
+		if peers[i].BehindNAT {
+			return true
+		}
+	}
+	return false
+}
+
+// wireGuardPath puts p on WireGuard: a device route per peer subnet, and a
+// WireGuard peer whose AllowedIPs are its subnets. Its endpoint is its public
+// address where it has one, else the underlay address this node reaches it
+// by; none for a peer behind NAT (learnt from its handshakes). A node behind
+// NAT keeps its mappings open with a persistent keepalive.
+func wireGuardPath(plan *Plan, pp *PeerPlan, local Local, p *Peer, remote netip.Addr, reason string, opts Options) {
+	dev := plan.WireGuard
+	pp.Path, pp.Reason = PathWireGuard, reason
+	pp.Dev, pp.Via, pp.MTU = dev.Name, netip.Addr{}, dev.MTU
+	peer := WireGuardPeer{Name: p.Name, PublicKey: slices.Clone(p.WireGuardKey), AllowedIPs: slices.Clone(p.Subnets)}
+	if !p.BehindNAT {
+		at := remote
+		if p.Public.IsValid() {
+			at = p.Public.Unmap()
+		}
+		peer.Endpoint = netip.AddrPortFrom(at, uint16(p.WireGuardPort))
+		pp.Remote = at
+	}
+	if local.BehindNAT {
+		peer.Keepalive = opts.WireGuardKeepalive
+	}
+	plan.WireGuardPeers = append(plan.WireGuardPeers, peer)
+	for _, s := range p.Subnets {
+		plan.Routes = append(plan.Routes, Route{Dst: s, Dev: dev.Name})
+	}
 }
 
 // mtuLess returns mtu less overhead, or 0 (the device's own) when mtu is

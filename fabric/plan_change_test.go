@@ -33,7 +33,7 @@ func TestComputeFields(t *testing.T) {
 				Dev: "eth0", Via: a("198.18.1.3"), Remote: a("198.18.1.3"), MTU: 9000},
 			{Name: "h3", Path: PathVXLAN, Reason: "different L2 segment", Subnets: []netip.Prefix{p("10.244.3.0/24"), p("10.244.30.0/24")},
 				Dev: "weft.vxlan", Via: a("10.244.3.0"), Remote: a("198.18.2.2"), MTU: 8950},
-			{Name: "h4", Path: PathNone, Reason: "encryption required (cross-region); WireGuard path not available yet",
+			{Name: "h4", Path: PathNone, Reason: "other cloud or region (encryption cross-region); needs WireGuard, which is off on this node; never plaintext",
 				Subnets: []netip.Prefix{p("10.244.4.0/24")}, Remote: a("198.19.1.2")},
 		},
 		Routes: []Route{
@@ -137,7 +137,7 @@ func TestComputePeerChanges(t *testing.T) {
 			before: planPeer(t, "h4"),
 			after:  planPeer(t, "h4", planLocation("lab", "r1")),
 			gone: []string{
-				"h4 none remote 198.19.1.2 (encryption required (cross-region); WireGuard path not available yet)",
+				"h4 none remote 198.19.1.2 (other cloud or region (encryption cross-region); needs WireGuard, which is off on this node; never plaintext)",
 			},
 			added: []string{
 				"h4 vxlan via 10.244.4.0 dev weft.vxlan remote 198.19.1.2 mtu 1450 (different L2 segment)",

@@ -29,6 +29,10 @@ func DefaultOptions() Options {
 		VXLANDevice: DefaultVXLANDevice,
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
 		IPMasq:      true,
+
+		WireGuardDevice:    DefaultWireGuardDevice,
+		WireGuardPort:      DefaultWireGuardPort,
+		WireGuardKeepalive: DefaultWireGuardKeepalive,
 	}
 }
 
@@ -70,6 +74,18 @@ func (o Options) Validate() error {
 	}
 	if reason := ifNameProblem(o.VXLANDevice); reason != "" {
 		bad("vxlan.device", o.VXLANDevice, "%s", reason)
+	}
+	// An empty WireGuard device means WireGuard is off on this node.
+	if o.WireGuardDevice != "" {
+		if reason := ifNameProblem(o.WireGuardDevice); reason != "" {
+			bad("wireguard.device", o.WireGuardDevice, "%s", reason)
+		}
+		if o.WireGuardPort < 1 || o.WireGuardPort > 65535 {
+			bad("wireguard.port", o.WireGuardPort, "want 1 to 65535")
+		}
+		if o.WireGuardKeepalive < 0 {
+			bad("wireguard.keepalive", o.WireGuardKeepalive, "want 0 or more")
+		}
 	}
 	switch c := o.ClusterCIDR; {
 	case !c.IsValid() && o.IPMasq:

@@ -259,7 +259,7 @@ func TestCompute(t *testing.T) {
 			wantPeers: []string{
 				"h2 direct via 198.18.1.3 dev eth0 mtu 1500 (same L2 segment)",
 				"h3 vxlan via 10.244.3.0 dev weft.vxlan remote 198.18.2.2 mtu 1450 (different L2 segment)",
-				"h4 none remote 198.19.1.2 (encryption required (cross-region); WireGuard path not available yet)",
+				"h4 none remote 198.19.1.2 (other cloud or region (encryption cross-region); needs WireGuard, which is off on this node; never plaintext)",
 			},
 			wantRoutes: []string{h1Blackhole, "10.244.2.0/24 via 198.18.1.3 dev eth0 proto 87",
 				"10.244.3.0/24 via 10.244.3.0 dev weft.vxlan onlink proto 87"},
@@ -270,15 +270,15 @@ func TestCompute(t *testing.T) {
 			peers: []Peer{planPeer(t, "h2", planLocation("aws", "r1")), planPeer(t, "h3", planLocation("lab", "R1"))},
 			opts:  planOpts(),
 			wantPeers: []string{
-				"h2 none remote 198.18.1.3 (encryption required (cross-region); WireGuard path not available yet)",
-				"h3 none remote 198.18.2.2 (encryption required (cross-region); WireGuard path not available yet)",
+				"h2 none remote 198.18.1.3 (other cloud or region (encryption cross-region); needs WireGuard, which is off on this node; never plaintext)",
+				"h3 none remote 198.18.2.2 (other cloud or region (encryption cross-region); needs WireGuard, which is off on this node; never plaintext)",
 			},
 			wantRoutes: []string{h1Blackhole},
 			wantVXLAN:  true,
 		},
 		{
 			name: "encryption always: even on the same segment", peers: planPeers(t, "h2"), opts: planOpts(planEncrypt(EncryptionAlways)),
-			wantPeers:  []string{"h2 none remote 198.18.1.3 (encryption required (always); WireGuard path not available yet)"},
+			wantPeers:  []string{"h2 none remote 198.18.1.3 (encryption always; needs WireGuard, which is off on this node; never plaintext)"},
 			wantRoutes: []string{h1Blackhole},
 			wantVXLAN:  true,
 		},

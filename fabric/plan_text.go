@@ -1,6 +1,7 @@
 package fabric
 
 import (
+	"encoding/base64"
 	"fmt"
 	"strings"
 )
@@ -42,6 +43,37 @@ func (p Plan) String() string {
 	b.WriteString("# masquerade\n")
 	if p.Masquerade.IsValid() {
 		fmt.Fprintf(&b, "from %s to !%s\n", p.Masquerade, p.Masquerade)
+	}
+	if p.WireGuard != nil || len(p.WireGuardPeers) > 0 {
+		b.WriteString("# wireguard\n")
+		if d := p.WireGuard; d != nil {
+			fmt.Fprintf(&b, "%s listen-port %d mtu %d\n", d.Name, d.Port, d.MTU)
+		}
+		for _, wp := range p.WireGuardPeers {
+			b.WriteString(wp.String())
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// String renders wp as `wg show` would, on one line: name, key, endpoint,
+// allowed IPs and keepalive.
+func (wp WireGuardPeer) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "peer %s %s", wp.Name, base64.StdEncoding.EncodeToString(wp.PublicKey))
+	if wp.Endpoint.IsValid() {
+		fmt.Fprintf(&b, " endpoint %s", wp.Endpoint)
+	} else {
+		b.WriteString(" endpoint (learnt)")
+	}
+	ips := make([]string, len(wp.AllowedIPs))
+	for i, a := range wp.AllowedIPs {
+		ips[i] = a.String()
+	}
+	fmt.Fprintf(&b, " allowed-ips %s", strings.Join(ips, ","))
+	if wp.Keepalive > 0 {
+		fmt.Fprintf(&b, " keepalive %s", wp.Keepalive)
 	}
 	return b.String()
 }

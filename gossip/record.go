@@ -31,6 +31,11 @@ const (
 	CapIPIPUserspace                             // user-space IP-in-IP (TUN + raw socket)
 	CapWireGuardKernel                           // kernel WireGuard
 	CapWireGuardUserspace                        // embedded wireguard-go
+	// CapBehindNAT is not a kernel feature but a fact of the network: the
+	// node sits behind a NAT that forwards nothing to it, so peers can reach
+	// it only over the WireGuard sessions it opens (their endpoint is learnt
+	// from its handshakes).
+	CapBehindNAT
 )
 
 // Location says where a node runs. Every field is optional; empty means unknown.

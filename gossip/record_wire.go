@@ -82,7 +82,7 @@ const (
 // knownCaps holds every Capability bit this build knows. DecodeRecord drops
 // the others (a newer node may have features this build cannot use), and
 // Validate refuses them (this build cannot mean them).
-const knownCaps = CapVXLAN | CapIPIPKernel | CapIPIPUserspace | CapWireGuardKernel | CapWireGuardUserspace
+const knownCaps = CapVXLAN | CapIPIPKernel | CapIPIPUserspace | CapWireGuardKernel | CapWireGuardUserspace | CapBehindNAT
 
 // fieldName returns the name of a field type as in the record's JSON form,
 // or "" for types this build does not know.
