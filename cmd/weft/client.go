@@ -88,6 +88,7 @@ func printStatus(w io.Writer, s api.Status) error {
 		{"location", loc},
 		{"members", fmt.Sprintf("%d alive, %d dead", s.MembersAlive, s.MembersDead)},
 		{"data plane", s.DataPlane},
+		{"wireguard", s.WireGuard},
 		{"health", s.Health},
 		{"version", s.Version},
 		{"up since", s.StartedAt.Format(time.RFC3339)},

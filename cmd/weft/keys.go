@@ -6,13 +6,28 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/api"
 )
 
 func keysCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "keys",
-		Usage: "manage the cluster key that encrypts gossip between hosts",
+		Usage: "manage keys: the cluster key that encrypts gossip, this host's WireGuard key pair",
 		Subcommands: []*cli.Command{{
+			Name:  "rotate",
+			Usage: "give this host's WireGuard a new key pair; peers switch to it without breaking TCP streams",
+			Description: "The new private key is kept in the state dir (mode 0600) and put in force at once; its public\n" +
+				"key is gossiped and every peer replaces its entry for this host as soon as the record arrives.\n" +
+				"The gap is the gossip delay plus one handshake: TCP retransmits across it.",
+			Flags: []cli.Flag{runDirFlag},
+			Action: func(c *cli.Context) error {
+				if err := api.NewClient(c.String("run-dir")).RotateKeys(c.Context); err != nil {
+					return err
+				}
+				fmt.Fprintln(c.App.Writer, "rotated the WireGuard key; peers are switching to it")
+				return nil
+			},
+		}, {
 			Name:  "gen",
 			Usage: "write a new random cluster key file (mode 0600); copy the same file to every host",
 			Description: "Every host of one cluster needs the same key file: a host with another key, or with none,\n" +

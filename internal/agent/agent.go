@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,7 +71,8 @@ type Agent struct {
 	vtepMAC  net.HardwareAddr
 	caps     gossip.Capability
 
-	leave chan chan error
+	leave  chan chan error
+	rotate chan chan error
 
 	mu       sync.Mutex
 	claim    fabric.Claim // this node's claim; zero Subnet when it has none
@@ -102,6 +104,7 @@ func New(o Options) (*Agent, error) {
 		pool:     fabric.Pool{CIDR: cfg.ClusterCIDR, Bits: cfg.SubnetSize},
 		seed:     fabric.NodeSeed(cfg.NodeName),
 		leave:    make(chan chan error),
+		rotate:   make(chan chan error),
 		problems: map[string]string{},
 		subState: "waiting",
 		dp:       o.DataPlane,
@@ -112,6 +115,15 @@ func New(o Options) (*Agent, error) {
 		// VXLAN is in every Linux kernel weft supports; the data plane
 		// refuses to start when the device cannot be made.
 		a.caps |= gossip.CapVXLAN
+		switch o.DataPlane.WireGuard().Mode {
+		case "kernel":
+			a.caps |= gossip.CapWireGuardKernel
+		case "userspace":
+			a.caps |= gossip.CapWireGuardUserspace
+		}
+	}
+	if cfg.WireGuard.BehindNAT {
+		a.caps |= gossip.CapBehindNAT
 	}
 	if !cfg.Insecure {
 		k, err := gossip.LoadKeyFile(cfg.ClusterKeyFile)
@@ -258,6 +270,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.decide()
 		case <-resync.C:
 			a.decide()
+		case reply := <-a.rotate:
+			reply <- a.rotateKey(ctx)
 		case reply := <-a.leave:
 			err := a.doLeave()
 			reply <- err
@@ -311,6 +325,11 @@ func (a *Agent) recordLocked() gossip.Record {
 		Labels:   a.cfg.Labels,
 		VTEPMAC:  a.vtepMAC,
 		Caps:     a.caps,
+	}
+	if a.dp != nil {
+		if k := a.dp.WireGuard().PublicKey; len(k) > 0 {
+			r.WireGuardKey, r.WireGuardPort = k, uint16(a.cfg.WireGuard.Port)
+		}
 	}
 	for _, ad := range a.underlay.Addrs {
 		if ad != a.advert && len(r.Underlay) < 4 {
@@ -443,4 +462,25 @@ func (a *Agent) doLeave() error {
 	}
 	a.log.Info("left the cluster; subnet released")
 	return errors.Join(errs...)
+}
+
+// rotateKey puts a new WireGuard key pair in force and gossips its public
+// key; peers switch their entry for this node as soon as the record arrives.
+func (a *Agent) rotateKey(ctx context.Context) error {
+	if a.dp == nil || a.dp.WireGuard().Mode == "" {
+		return errors.New("WireGuard is not running on this node")
+	}
+	pub, err := a.dp.RotateWireGuardKey(ctx)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	rec := a.recordLocked()
+	a.mu.Unlock()
+	if err := a.ml.SetRecord(rec, recordTimeout); err != nil {
+		return fmt.Errorf("publish rotated key: %w", err)
+	}
+	a.log.Info("wireguard key rotated", "public_key", base64.StdEncoding.EncodeToString(pub))
+	a.replan()
+	return nil
 }

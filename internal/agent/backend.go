@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -58,6 +59,14 @@ func (b *backend) Status() api.Status {
 	}
 	a.mu.Unlock()
 	if a.dp != nil {
+		wg := a.dp.WireGuard()
+		s.WireGuard = "off"
+		if wg.Mode != "" {
+			s.WireGuard = fmt.Sprintf("%s, port %d, public key %s", wg.Mode, a.cfg.WireGuard.Port, base64.StdEncoding.EncodeToString(wg.PublicKey))
+			if wg.Offload {
+				s.WireGuard += ", TUN offloads on"
+			}
+		}
 		st := a.dp.Status()
 		s.DataPlane = fmt.Sprintf("%d passes", st.Passes)
 		if !st.LastPass.IsZero() {
@@ -155,12 +164,22 @@ func (b *backend) Routes(ctx context.Context) (api.Routes, error) {
 	return out, nil
 }
 
+// RotateKeys implements api.Backend: it hands the request to the agent's loop.
+func (b *backend) RotateKeys(ctx context.Context) error {
+	return b.agent().ask(ctx, b.agent().rotate)
+}
+
 // Leave implements api.Backend: it hands the request to the agent's loop and
 // waits for the outcome.
 func (b *backend) Leave(ctx context.Context) error {
+	return b.agent().ask(ctx, b.agent().leave)
+}
+
+// ask sends a request to the agent's loop on ch and waits for its outcome.
+func (a *Agent) ask(ctx context.Context, ch chan chan error) error {
 	reply := make(chan error, 1)
 	select {
-	case b.agent().leave <- reply:
+	case ch <- reply:
 	case <-ctx.Done():
 		return ctx.Err()
 	}

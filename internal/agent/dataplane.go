@@ -24,6 +24,18 @@ type DataPlane interface {
 	Status() fabric.ReconcileStatus
 	// Plan returns the latest plan and whether there is one.
 	Plan() (fabric.Plan, bool)
+	// WireGuard says how this node does WireGuard; a zero value: not at all.
+	WireGuard() WireGuardInfo
+	// RotateWireGuardKey makes a new key pair, puts it in force on the
+	// device and returns the new public key.
+	RotateWireGuardKey(ctx context.Context) ([]byte, error)
+}
+
+// WireGuardInfo is what the agent gossips and shows of its WireGuard.
+type WireGuardInfo struct {
+	Mode      string // "kernel" or "userspace"; "" when off
+	PublicKey []byte
+	Offload   bool // the user-space TUN uses offloads
 }
 
 // Check is what differs between a plan and the kernel: per peer, and what
@@ -46,6 +58,10 @@ func (a *Agent) local() fabric.Local {
 		Location:     fabric.Location{Cloud: a.cfg.Location.Cloud, Region: a.cfg.Location.Region, Zone: a.cfg.Location.Zone},
 		VTEPMAC:      a.vtepMAC,
 		Caps:         uint16(a.caps),
+		BehindNAT:    a.cfg.WireGuard.BehindNAT,
+	}
+	if a.dp != nil {
+		l.WireGuardKey = a.dp.WireGuard().PublicKey
 	}
 	if a.claim.Subnet.IsValid() {
 		l.Subnets = []netip.Prefix{a.claim.Subnet}
@@ -78,6 +94,8 @@ func (a *Agent) planPeers(members []gossip.Member) []fabric.Peer {
 		if len(r.VTEPMAC) == 6 {
 			p.VTEPMAC = net.HardwareAddr(r.VTEPMAC)
 		}
+		p.WireGuardKey, p.WireGuardPort = r.WireGuardKey, int(r.WireGuardPort)
+		p.BehindNAT = r.Caps&gossip.CapBehindNAT != 0
 		for _, s := range r.Subnets {
 			if w, ok := owners[s]; ok && w.Node == m.Name {
 				p.Subnets = append(p.Subnets, s)

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -17,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/weft-net/weft/encap/vxlan"
+	"github.com/weft-net/weft/encap/wireguard"
 	"github.com/weft-net/weft/fabric"
 	"github.com/weft-net/weft/fabric/masq"
 	"github.com/weft-net/weft/fabric/routing"
@@ -38,7 +41,12 @@ type kernelDataPlane struct {
 	vx    *vxlan.Driver
 	rt    *routing.Applier
 	nat   *masq.Applier
+	wg    *wireguard.Driver
 	drift chan struct{}
+
+	stateDir string
+	keyMu    sync.Mutex
+	key      wireguard.PrivateKey
 }
 
 // kernelParts opens the appliers on the current network namespace.
@@ -62,11 +70,26 @@ func NewKernelDataPlane(cfg config.Config, log *slog.Logger) (DataPlane, error) 
 	if err != nil {
 		return nil, err
 	}
-	d := &kernelDataPlane{log: log.With("component", "dataplane"), vx: vx, rt: rt, nat: nat, drift: make(chan struct{}, 1)}
+	d := &kernelDataPlane{log: log.With("component", "dataplane"), vx: vx, rt: rt, nat: nat, drift: make(chan struct{}, 1), stateDir: cfg.StateDir}
+	key, err := wireguard.LoadOrCreateKey(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("wireguard key: %w", err)
+	}
+	d.key = key
+	// wg(8) finds user-space devices in /var/run/wireguard; agents sharing
+	// one file system (the lab) each keep theirs in their run dir.
+	sockets := wireguard.DefaultSocketDir
+	if cfg.RunDir != config.Default().RunDir {
+		sockets = filepath.Join(cfg.RunDir, "wireguard")
+	}
+	if d.wg, err = wireguard.Open(wireguard.Options{SocketDir: sockets, Logger: log}); err != nil {
+		return nil, fmt.Errorf("open wireguard: %w", err)
+	}
 	d.Reconciler = fabric.NewReconciler(fabric.ReconcilerConfig{
 		Stages: []fabric.Stage{
 			{Name: "forwarding", Apply: func(context.Context, fabric.Plan) error { return enableForwarding() }},
 			{Name: "vxlan", Apply: func(ctx context.Context, p fabric.Plan) error { return vx.Apply(ctx, vxlanWant(p)) }},
+			{Name: "wireguard", Apply: func(ctx context.Context, p fabric.Plan) error { return d.wg.Apply(ctx, d.wireGuardWant(p)) }},
 			{Name: "routes", Apply: func(ctx context.Context, p fabric.Plan) error { return rt.Apply(ctx, p.Routes) }},
 			{Name: "masquerade", Apply: func(ctx context.Context, p fabric.Plan) error { return nat.Apply(ctx, p.Masquerade) }},
 		},
@@ -75,6 +98,59 @@ func NewKernelDataPlane(cfg config.Config, log *slog.Logger) (DataPlane, error) 
 		Logger: log,
 	})
 	return d, nil
+}
+
+// wireGuardWant turns the plan's WireGuard part into the driver's, adding
+// the private key, which plans never carry.
+func (d *kernelDataPlane) wireGuardWant(p fabric.Plan) wireguard.Want {
+	var w wireguard.Want
+	if p.WireGuard == nil {
+		return w
+	}
+	d.keyMu.Lock()
+	key := d.key
+	d.keyMu.Unlock()
+	w.Device = &wireguard.Device{Name: p.WireGuard.Name, ListenPort: p.WireGuard.Port, PrivateKey: key, MTU: p.WireGuard.MTU}
+	for _, wp := range p.WireGuardPeers {
+		if len(wp.PublicKey) != len(wireguard.PublicKey{}) {
+			continue
+		}
+		w.Peers = append(w.Peers, wireguard.Peer{
+			PublicKey:           wireguard.PublicKey(wp.PublicKey),
+			Endpoint:            wp.Endpoint,
+			AllowedIPs:          wp.AllowedIPs,
+			PersistentKeepalive: wp.Keepalive,
+		})
+	}
+	return w
+}
+
+// WireGuard implements DataPlane.
+func (d *kernelDataPlane) WireGuard() WireGuardInfo {
+	d.keyMu.Lock()
+	pub := d.key.PublicKey()
+	d.keyMu.Unlock()
+	return WireGuardInfo{Mode: d.wg.Mode(), PublicKey: pub[:], Offload: d.wg.Offload()}
+}
+
+// RotateWireGuardKey implements DataPlane: the new key is saved, then put
+// on the device at once (before peers learn it, so their first handshake
+// with the new key finds it in force), and the caller gossips it.
+func (d *kernelDataPlane) RotateWireGuardKey(ctx context.Context) ([]byte, error) {
+	key, err := wireguard.Rotate(d.stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("rotate wireguard key: %w", err)
+	}
+	d.keyMu.Lock()
+	d.key = key
+	d.keyMu.Unlock()
+	if p, ok := d.Plan(); ok && p.WireGuard != nil {
+		if err := d.wg.Apply(ctx, d.wireGuardWant(p)); err != nil {
+			return nil, fmt.Errorf("apply rotated wireguard key: %w", err)
+		}
+	}
+	pub := key.PublicKey()
+	return pub[:], nil
 }
 
 func vxlanWant(p fabric.Plan) vxlan.Want {
@@ -126,7 +202,10 @@ func (d *kernelDataPlane) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	return d.Reconciler.Run(ctx)
+	err = d.Reconciler.Run(ctx)
+	// A kernel WireGuard device stays; a user-space one cannot outlive the
+	// agent: close it cleanly (it comes back in milliseconds on restart).
+	return errors.Join(err, d.wg.Close())
 }
 
 // Check compares p with the kernel, attributing each difference to the peer
@@ -168,6 +247,17 @@ func (d *kernelDataPlane) Check(ctx context.Context, p fabric.Plan) (Check, erro
 			out.Extra = append(out.Extra, line)
 		}
 	}
+	wgLines, err := d.wg.Check(ctx, d.wireGuardWant(p))
+	if err != nil {
+		return out, err
+	}
+	for _, line := range wgLines {
+		if name := peerOfWireGuardLine(p, line); name != "" {
+			out.Peers[name] = append(out.Peers[name], line)
+		} else {
+			out.Extra = append(out.Extra, line)
+		}
+	}
 	ok, why, err := d.nat.Check(ctx, p.Masquerade)
 	if err != nil {
 		return out, err
@@ -189,6 +279,17 @@ func peerOfLine(p fabric.Plan, line string) string {
 			if a.IsValid() && strings.Contains(line, " "+a.String()) {
 				return pp.Name
 			}
+		}
+	}
+	return ""
+}
+
+// peerOfWireGuardLine returns the peer whose public key a WireGuard
+// difference line names, or "".
+func peerOfWireGuardLine(p fabric.Plan, line string) string {
+	for _, wp := range p.WireGuardPeers {
+		if k := base64.StdEncoding.EncodeToString(wp.PublicKey); strings.Contains(line, k) {
+			return wp.Name
 		}
 	}
 	return ""
@@ -220,6 +321,15 @@ func Cleanup(ctx context.Context, cfg config.Config, log *slog.Logger) ([]string
 	step("remove weft routes (protocol 87)", rt.Sweep(ctx))
 	step("remove weft VXLAN devices ("+vxlan.LinkPrefix+"*) with their neighbour and FDB entries", vx.Apply(ctx, vxlan.Want{}))
 	step("remove nftables table ip "+masq.TableName, nat.Remove(ctx))
+	// A user-space WireGuard device died with the agent; a kernel one stays
+	// until removed here.
+	wg, err := wireguard.Open(wireguard.Options{Logger: log})
+	if err != nil {
+		step("open wireguard", err)
+	} else {
+		step("remove weft WireGuard devices ("+wireguard.LinkPrefix+"*)", wg.Apply(ctx, wireguard.Want{}))
+		wg.Close()
+	}
 	for _, name := range []string{SubnetEnvName, api.SocketName} {
 		p := filepath.Join(cfg.RunDir, name)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {

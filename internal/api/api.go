@@ -30,6 +30,9 @@ type Status struct {
 	SubnetState  string `json:"subnetState"`
 	MembersAlive int    `json:"membersAlive"`
 	MembersDead  int    `json:"membersDead"`
+	// WireGuard says which WireGuard runs (kernel or userspace), its port and
+	// public key, or "off".
+	WireGuard string `json:"wireguard"`
 	// DataPlane summarises the reconciler: passes and the last one, or "off".
 	DataPlane string `json:"dataPlane"`
 	// Health is "ok" or "degraded"; Problems says why it is degraded.

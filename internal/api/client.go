@@ -61,6 +61,11 @@ func (c *Client) Routes(ctx context.Context) (Routes, error) {
 	return r, err
 }
 
+// RotateKeys asks POST /v1/keys/rotate.
+func (c *Client) RotateKeys(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/keys/rotate", nil)
+}
+
 // Leave asks POST /v1/leave.
 func (c *Client) Leave(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/leave", nil)

@@ -19,6 +19,8 @@ type Backend interface {
 	Peers() []Peer
 	// Routes checks the data plane against the kernel; it may block briefly.
 	Routes(ctx context.Context) (Routes, error)
+	// RotateKeys puts a new WireGuard key pair in force and gossips it.
+	RotateKeys(ctx context.Context) error
 	// Leave takes the node out of the cluster for good; the agent stops after.
 	Leave(ctx context.Context) error
 }
@@ -63,6 +65,13 @@ func Listen(runDir string, b Backend, log *slog.Logger) (*Server, error) {
 			return
 		}
 		writeJSON(w, http.StatusOK, rs)
+	})
+	mux.HandleFunc("POST /v1/keys/rotate", func(w http.ResponseWriter, r *http.Request) {
+		if err := b.RotateKeys(r.Context()); err != nil {
+			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
 	})
 	mux.HandleFunc("POST /v1/leave", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.Leave(r.Context()); err != nil {

@@ -85,6 +85,8 @@ type Config struct {
 	// ResyncPeriod is the time between full resyncs of the data plane with
 	// the kernel, on top of the resyncs that changes and drift trigger.
 	ResyncPeriod Duration `json:"resyncPeriod"`
+	// WireGuard configures the WireGuard device that encrypted pairs use.
+	WireGuard WireGuard `json:"wireguard"`
 	// Gossip tunes memberlist.
 	Gossip GossipTimings `json:"gossip"`
 	// LogLevel is one of debug, info, warn, error.
@@ -101,6 +103,21 @@ type Location struct {
 	Region string `json:"region"`
 	// Zone names the availability zone ("eu-west-1a", ...).
 	Zone string `json:"zone"`
+}
+
+// WireGuard configures the node's WireGuard device. The key pair is made on
+// first start and kept in the state dir; only the public key is gossiped.
+type WireGuard struct {
+	// Port is the UDP port WireGuard listens on.
+	Port int `json:"port"`
+	// Device is the name of the WireGuard device weft creates.
+	Device string `json:"device"`
+	// Keepalive is the persistent keepalive a node behind NAT sends to its
+	// peers, so the NAT keeps its mappings open.
+	Keepalive Duration `json:"keepalive"`
+	// BehindNAT says this node is behind a NAT that forwards nothing to it:
+	// every peer then reaches it over WireGuard sessions it opens itself.
+	BehindNAT bool `json:"behindNAT"`
 }
 
 // VXLAN configures the node's VXLAN device. VNI and Port must be the same
@@ -186,6 +203,11 @@ func Default() Config {
 		},
 		IPMasq:       true,
 		ResyncPeriod: Duration{30 * time.Second},
+		WireGuard: WireGuard{
+			Port:      fabric.DefaultWireGuardPort,
+			Device:    fabric.DefaultWireGuardDevice,
+			Keepalive: Duration{fabric.DefaultWireGuardKeepalive},
+		},
 		Gossip: GossipTimings{
 			ProbeInterval:    Duration{500 * time.Millisecond},
 			ProbeTimeout:     Duration{250 * time.Millisecond},
@@ -228,5 +250,9 @@ func (c Config) DataPlane() fabric.Options {
 		VXLANDevice: c.VXLAN.Device,
 		ClusterCIDR: c.ClusterCIDR,
 		IPMasq:      c.IPMasq,
+
+		WireGuardDevice:    c.WireGuard.Device,
+		WireGuardPort:      c.WireGuard.Port,
+		WireGuardKeepalive: c.WireGuard.Keepalive.Duration,
 	}
 }

@@ -101,6 +101,7 @@ encryption: always
 vxlan: {vni: 16777215, port: 8472, device: vx0}
 ipMasq: false
 resyncPeriod: 1s
+wireguard: {port: 51000, device: wg9, keepalive: 10s, behindNAT: true}
 gossip:
   probeInterval: 1s
   probeTimeout: 500ms
@@ -135,6 +136,7 @@ logFormat: json
 				VXLAN:             VXLAN{VNI: 16777215, Port: 8472, Device: "vx0"},
 				IPMasq:            false,
 				ResyncPeriod:      Duration{time.Second},
+				WireGuard:         WireGuard{Port: 51000, Device: "wg9", Keepalive: Duration{10 * time.Second}, BehindNAT: true},
 				Gossip: GossipTimings{
 					ProbeInterval:    Duration{time.Second},
 					ProbeTimeout:     Duration{500 * time.Millisecond},

@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -30,16 +31,7 @@ func TestDataPlane(t *testing.T) {
 		{
 			name: "defaults",
 			c:    Default(),
-			want: fabric.Options{
-				Overlay:     fabric.OverlayVXLAN,
-				OverlayMode: fabric.OverlayCrossSubnet,
-				Encryption:  fabric.EncryptionCrossRegion,
-				VXLANVNI:    fabric.DefaultVXLANVNI,
-				VXLANPort:   fabric.DefaultVXLANPort,
-				VXLANDevice: fabric.DefaultVXLANDevice,
-				ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"),
-				IPMasq:      true,
-			},
+			want: fabric.DefaultOptions(),
 		},
 		{
 			name: "every field set",
@@ -48,6 +40,7 @@ func TestDataPlane(t *testing.T) {
 				c.VXLAN = VXLAN{VNI: 42, Port: 8472, Device: "vx0"}
 				c.ClusterCIDR = netip.MustParsePrefix("10.32.0.0/12")
 				c.IPMasq = false
+				c.WireGuard = WireGuard{Port: 51000, Device: "wg9", Keepalive: Duration{time.Second}}
 			}),
 			want: fabric.Options{
 				Overlay:     fabric.OverlayIPIP,
@@ -57,6 +50,10 @@ func TestDataPlane(t *testing.T) {
 				VXLANPort:   8472,
 				VXLANDevice: "vx0",
 				ClusterCIDR: netip.MustParsePrefix("10.32.0.0/12"),
+
+				WireGuardDevice:    "wg9",
+				WireGuardPort:      51000,
+				WireGuardKeepalive: time.Second,
 			},
 		},
 	}

@@ -167,6 +167,20 @@ func checkDataPlane(errs *[]error, c Config) {
 	oneOf("overlayMode", c.OverlayMode, fabric.OverlayCrossSubnet, fabric.OverlayAlways, fabric.OverlayNever)
 	oneOf("encryption", c.Encryption, fabric.EncryptionCrossRegion, fabric.EncryptionAlways, fabric.EncryptionNever)
 
+	w := c.WireGuard
+	if w.Port < 1 || w.Port > 65535 {
+		bad("wireguard.port", strconv.Itoa(w.Port), "must be between 1 and 65535")
+	} else if w.Port == c.BindPort {
+		bad("wireguard.port", strconv.Itoa(w.Port), "must differ from bindPort: gossip uses UDP port %d too", c.BindPort)
+	}
+	if !isIfName(w.Device) {
+		bad("wireguard.device", quote(w.Device), "must be a Linux interface name: 1-%d printable characters, no spaces, '/' or ':'", maxIfName)
+	} else if w.Device == c.VXLAN.Device || w.Device == c.UnderlayInterface {
+		bad("wireguard.device", quote(w.Device), "must differ from vxlan.device and underlayInterface")
+	}
+	if w.Keepalive.Duration < 0 || w.Keepalive.Duration > time.Hour {
+		bad("wireguard.keepalive", w.Keepalive.String(), "must be between 0 and 1h")
+	}
 	v := c.VXLAN
 	if v.VNI < 1 || v.VNI > maxVXLANVNI {
 		bad("vxlan.vni", strconv.Itoa(v.VNI), "must be between 1 and %d", maxVXLANVNI)

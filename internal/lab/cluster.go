@@ -29,9 +29,9 @@ import (
 const ClusterName = "lab"
 
 // DefaultRegions maps the segments of netlab.DefaultTopology to regions:
-// r1a and r1b are region r1, r2a is region r2.
+// r1a and r1b are region r1, r2a and r2n (behind the NAT gateway) region r2.
 func DefaultRegions() map[string]string {
-	return map[string]string{"r1a": "r1", "r1b": "r1", "r2a": "r2"}
+	return map[string]string{"r1a": "r1", "r1b": "r1", "r2a": "r2", "r2n": "r2"}
 }
 
 // ClusterOptions configures a Cluster.
@@ -120,6 +120,14 @@ func (c *Cluster) ConfigFor(host string, seeds []string, extra map[string]any) m
 	}
 	if len(seeds) > 0 {
 		cfg["join"] = seeds
+	}
+	// A host behind a NAT gateway advertises the gateway's address, where
+	// its gossip port is forwarded, and says it is behind NAT: WireGuard is
+	// not forwarded, so peers reach it over the sessions it opens.
+	if gw, ok := c.lab.NATGateway(host); ok {
+		cfg["advertiseAddress"] = gw.String()
+		cfg["publicAddress"] = gw.String()
+		cfg["wireguard"] = map[string]any{"behindNAT": true}
 	}
 	maps.Copy(cfg, c.opts.Config)
 	maps.Copy(cfg, extra)

@@ -122,8 +122,6 @@ func Run(ctx context.Context, o RunOptions) (err error) {
 		Binary:  o.Binary,
 		Dir:     dir,
 		Regions: DefaultRegions(),
-		// WireGuard is not there yet: a cross-region pair would get no path.
-		Config: map[string]any{"encryption": "never"},
 	})
 	if err != nil {
 		return err
@@ -131,13 +129,23 @@ func Run(ctx context.Context, o RunOptions) (err error) {
 	hosts := l.Hosts()
 	// Two seeds in different regions: the whole fabric starts at once and
 	// every agent retries its seeds until one answers.
-	seeds := []string{l.HostAddr(hosts[0]).String(), l.HostAddr(hosts[len(hosts)-1]).String()}
-	say("start %d agents (encryption: never, seeds %v)", len(hosts), seeds)
+	seeds := []string{l.HostAddr(hosts[0]).String()}
+	for i := len(hosts) - 1; i > 0; i-- {
+		if _, natted := l.NATGateway(hosts[i]); !natted {
+			seeds = append(seeds, l.HostAddr(hosts[i]).String())
+			break
+		}
+	}
+	say("start %d agents (encryption: cross-region, seeds %v)", len(hosts), seeds)
 	for _, h := range hosts {
 		if err := c.Start(h, seeds, nil); err != nil {
 			return err
 		}
-		detail("%s: weft agent at %s, region %s", h, l.HostAddr(h), DefaultRegions()[c.hostSegment(h)])
+		note := ""
+		if gw, ok := l.NATGateway(h); ok {
+			note = fmt.Sprintf(", behind NAT gateway %s (only the gossip port forwarded)", gw)
+		}
+		detail("%s: weft agent at %s, region %s%s", h, l.HostAddr(h), DefaultRegions()[c.hostSegment(h)], note)
 	}
 
 	say("wait until every agent sees all %d with distinct subnets", len(hosts))

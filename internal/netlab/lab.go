@@ -38,6 +38,7 @@ type Options struct {
 type Lab struct {
 	prefix string
 	plan   Plan
+	topo   Topology
 	log    *slog.Logger
 
 	mu   sync.Mutex
@@ -69,7 +70,7 @@ func Build(ctx context.Context, t Topology, o Options) (*Lab, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Lab{prefix: prefix, plan: plan, log: log.With("component", "netlab", "lab", prefix)}
+	l := &Lab{prefix: prefix, plan: plan, topo: t, log: log.With("component", "netlab", "lab", prefix)}
 	b := &builder{lab: l, ctx: ctx, progress: o.Progress}
 	err = b.build()
 	b.close()

@@ -141,13 +141,15 @@ func TestLabDefault(t *testing.T) {
 		"create segment r1b (198.18.2.0/24)",
 		"create segment wan (198.18.0.0/24)",
 		"create segment r2a (198.19.1.0/24)",
+		"create segment r2n (198.19.2.0/24)",
 		"add router rt1",
 		"add router rt2",
+		"add router nat2",
 		"add host h1 on r1a (198.18.1.2)",
 		"add host h2 on r1a (198.18.1.3)",
 		"add host h3 on r1b (198.18.2.2)",
-		"add host h4 on r2a (198.19.1.2)",
-		"add host h5 on r2a (198.19.1.3)",
+		"add host h4 on r2a (198.19.1.3)",
+		"add host h5 on r2n (198.19.2.2)",
 	}
 	if diff := cmp.Diff(wantSteps, steps); diff != "" {
 		t.Errorf("progress steps (-want +got):\n%s", diff)
@@ -155,7 +157,7 @@ func TestLabDefault(t *testing.T) {
 	if diff := cmp.Diff([]string{"h1", "h2", "h3", "h4", "h5"}, l.Hosts()); diff != "" {
 		t.Errorf("Hosts() (-want +got):\n%s", diff)
 	}
-	wantNS := []string{prefix + "-h1", prefix + "-h2", prefix + "-h3", prefix + "-h4", prefix + "-h5", prefix + "-rt1", prefix + "-rt2", prefix + "-sw"}
+	wantNS := []string{prefix + "-h1", prefix + "-h2", prefix + "-h3", prefix + "-h4", prefix + "-h5", prefix + "-nat2", prefix + "-rt1", prefix + "-rt2", prefix + "-sw"}
 	if diff := cmp.Diff(wantNS, leftovers(t, prefix)); diff != "" {
 		t.Errorf("namespaces in %s (-want +got):\n%s", netnsDir, diff)
 	}
@@ -166,7 +168,7 @@ func TestLabDefault(t *testing.T) {
 			want string
 		}{
 			{"h1", "default via 198.18.1.1 dev eth0 \n198.18.1.0/24 dev eth0 proto kernel scope link src 198.18.1.2 \n"},
-			{"h4", "default via 198.19.1.1 dev eth0 \n198.19.1.0/24 dev eth0 proto kernel scope link src 198.19.1.2 \n"},
+			{"h4", "default via 198.19.1.1 dev eth0 \n198.19.1.0/24 dev eth0 proto kernel scope link src 198.19.1.3 \n"},
 			{"rt1", "198.18.0.0/24 dev eth2 proto kernel scope link src 198.18.0.1 \n" +
 				"198.18.1.0/24 dev eth0 proto kernel scope link src 198.18.1.1 \n" +
 				"198.18.2.0/24 dev eth1 proto kernel scope link src 198.18.2.1 \n" +

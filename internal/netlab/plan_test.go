@@ -31,16 +31,21 @@ func TestPlan(t *testing.T) {
 				"rt2 eth1 198.19.1.1/24 r2a",
 				"rt2 route 198.18.1.0/24 via 198.18.0.1 dev eth0",
 				"rt2 route 198.18.2.0/24 via 198.18.0.1 dev eth0",
+				"nat2 eth0 198.19.1.2/24 r2a",
+				"nat2 eth1 198.19.2.1/24 r2n",
+				"nat2 route 198.18.1.0/24 via 198.19.1.1 dev eth0",
+				"nat2 route 198.18.2.0/24 via 198.19.1.1 dev eth0",
+				"nat2 route 198.18.0.0/24 via 198.19.1.1 dev eth0",
 				"h1 eth0 198.18.1.2/24 r1a",
 				"h1 route default via 198.18.1.1 dev eth0",
 				"h2 eth0 198.18.1.3/24 r1a",
 				"h2 route default via 198.18.1.1 dev eth0",
 				"h3 eth0 198.18.2.2/24 r1b",
 				"h3 route default via 198.18.2.1 dev eth0",
-				"h4 eth0 198.19.1.2/24 r2a",
+				"h4 eth0 198.19.1.3/24 r2a",
 				"h4 route default via 198.19.1.1 dev eth0",
-				"h5 eth0 198.19.1.3/24 r2a",
-				"h5 route default via 198.19.1.1 dev eth0",
+				"h5 eth0 198.19.2.2/24 r2n",
+				"h5 route default via 198.19.2.1 dev eth0",
 			),
 		},
 		{
@@ -159,7 +164,7 @@ func TestPlanPorts(t *testing.T) {
 			got = append(got, i.Port+" "+i.Segment)
 		}
 	}
-	want := []string{"rt1.0 r1a", "rt1.1 r1b", "rt1.2 wan", "rt2.0 wan", "rt2.1 r2a", "h1.0 r1a", "h2.0 r1a", "h3.0 r1b", "h4.0 r2a", "h5.0 r2a"}
+	want := []string{"rt1.0 r1a", "rt1.1 r1b", "rt1.2 wan", "rt2.0 wan", "rt2.1 r2a", "nat2.0 r2a", "nat2.1 r2n", "h1.0 r1a", "h2.0 r1a", "h3.0 r1b", "h4.0 r2a", "h5.0 r2n"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("switch ports (-want +got):\n%s", diff)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // LabRange returns the only address range lab segments may use:
@@ -53,6 +54,15 @@ type Router struct {
 	// outside, as a home or cloud NAT gateway does. Other routers get no
 	// route to them: hosts inside are reachable only through what they open.
 	NAT []string
+	// Forward lists ports (TCP and UDP) the NAT router forwards from its
+	// outside address to a host inside, as a port forward does.
+	Forward []Forward
+}
+
+// Forward is a port forward on a NAT router.
+type Forward struct {
+	Port int
+	Host string
 }
 
 // Topology declares a lab. Host and router names share one name space (each
@@ -65,8 +75,11 @@ type Topology struct {
 
 // DefaultTopology returns the lab of DESIGN.md: region 1 has two L2 segments
 // (r1a, r1b) joined by router rt1; rt1 and rt2 share the WAN segment; region
-// 2 has one segment (r2a) behind rt2. Hosts h1 and h2 are on r1a, h3 on r1b,
-// h4 and h5 on r2a. Each call returns fresh slices owned by the caller.
+// 2 has segment r2a behind rt2, and behind NAT gateway nat2 on r2a a private
+// segment r2n. Hosts h1 and h2 are on r1a, h3 on r1b, h4 on r2a, and h5 on
+// r2n, behind the NAT: nat2 forwards only the gossip port (7946) to it, so
+// the other hosts reach it over tunnels it opens. Each call returns fresh
+// slices owned by the caller.
 func DefaultTopology() Topology {
 	return Topology{
 		Segments: []Segment{
@@ -74,17 +87,19 @@ func DefaultTopology() Topology {
 			{Name: "r1b", Prefix: netip.MustParsePrefix("198.18.2.0/24")},
 			{Name: "wan", Prefix: netip.MustParsePrefix("198.18.0.0/24")},
 			{Name: "r2a", Prefix: netip.MustParsePrefix("198.19.1.0/24")},
+			{Name: "r2n", Prefix: netip.MustParsePrefix("198.19.2.0/24")},
 		},
 		Routers: []Router{
 			{Name: "rt1", Segments: []string{"r1a", "r1b", "wan"}},
 			{Name: "rt2", Segments: []string{"wan", "r2a"}},
+			{Name: "nat2", Segments: []string{"r2a", "r2n"}, NAT: []string{"r2n"}, Forward: []Forward{{Port: 7946, Host: "h5"}}},
 		},
 		Hosts: []Host{
 			{Name: "h1", Segment: "r1a"},
 			{Name: "h2", Segment: "r1a"},
 			{Name: "h3", Segment: "r1b"},
 			{Name: "h4", Segment: "r2a"},
-			{Name: "h5", Segment: "r2a"},
+			{Name: "h5", Segment: "r2n"},
 		},
 	}
 }
@@ -161,6 +176,21 @@ func (t Topology) Validate() error {
 		for j, s := range r.NAT {
 			if !seen[s] {
 				errs = append(errs, fmt.Errorf("%s.nat[%d] %q: not one of the router's segments", field, j, s))
+			}
+		}
+		for j, f := range r.Forward {
+			ff := fmt.Sprintf("%s.forward[%d]", field, j)
+			if f.Port < 1 || f.Port > 65535 {
+				errs = append(errs, fmt.Errorf("%s.port %d: want 1 to 65535", ff, f.Port))
+			}
+			inside := false
+			for _, h := range t.Hosts {
+				if h.Name == f.Host && slices.Contains(r.NAT, h.Segment) {
+					inside = true
+				}
+			}
+			if !inside {
+				errs = append(errs, fmt.Errorf("%s.host %q: not a host on one of the router's NAT segments", ff, f.Host))
 			}
 		}
 		if len(r.NAT) > 0 && len(r.NAT) >= len(r.Segments) {
