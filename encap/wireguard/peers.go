@@ -20,6 +20,11 @@ const (
 	// is wanted, and turned off again in the same call: turning keepalive
 	// on sends a keepalive, and so a handshake initiation, at once.
 	kickKeepalive = time.Second
+	// kickRetry is how often a peer with a keepalive that has never
+	// completed a handshake is kicked again. A node behind NAT must open
+	// every session itself; its first kick is lost when the peer does not
+	// know its key yet, and WireGuard would wait for the next keepalive.
+	kickRetry = 5 * time.Second
 )
 
 // peers compares the device's WireGuard configuration with want and sends
@@ -55,7 +60,24 @@ func (s *session) peers(want Want) {
 		if !ok {
 			s.record(fmt.Sprintf("peer %s missing", p.PublicKey))
 			cfg.Peers = append(cfg.Peers, newPeer(p)...)
+			s.kicked(k)
 			continue
+		}
+		if p.Endpoint.IsValid() && p.PersistentKeepalive > 0 && c.LastHandshakeTime.IsZero() && s.apply {
+			// Not a configuration difference (Check does not report it):
+			// a retry of the first handshake, at most every kickRetry.
+			last, seen := s.d.kicks[k]
+			switch {
+			case !seen:
+				s.kicked(k) // first sight (a restart): wait one period
+			case s.d.now().Sub(last) >= kickRetry:
+				s.d.log.Debug("peer has not completed a handshake, kicking again", "peer", p.PublicKey.String())
+				kick, ka := kickKeepalive, p.PersistentKeepalive
+				cfg.Peers = append(cfg.Peers,
+					wgtypes.PeerConfig{PublicKey: k, UpdateOnly: true, PersistentKeepaliveInterval: &kick},
+					wgtypes.PeerConfig{PublicKey: k, UpdateOnly: true, PersistentKeepaliveInterval: &ka})
+				s.kicked(k)
+			}
 		}
 		if pc, changed := s.updatePeer(p, c); changed {
 			cfg.Peers = append(cfg.Peers, pc)
@@ -78,6 +100,17 @@ func (s *session) peers(want Want) {
 		return // nothing differs: no reconfiguration
 	}
 	s.do("configure wireguard device "+dev.Name, func() error { return s.d.client.ConfigureDevice(dev.Name, cfg) })
+}
+
+// kicked notes that a handshake with k was just kicked off (Apply only).
+func (s *session) kicked(k wgtypes.Key) {
+	if !s.apply {
+		return
+	}
+	if s.d.kicks == nil {
+		s.d.kicks = map[wgtypes.Key]time.Time{}
+	}
+	s.d.kicks[k] = s.d.now()
 }
 
 // newPeer returns the entries that create p. Where p has an endpoint, a

@@ -59,6 +59,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Modes of the driver, shown by weft status.
@@ -291,6 +293,8 @@ type Driver struct {
 	// closers are closed by Close after the embedded device: what Open
 	// made (the wgctrl client, the netlink handle, the namespace handle).
 	closers []func() error
+	// kicks holds when a handshake with each peer was last kicked off.
+	kicks map[wgtypes.Key]time.Time
 }
 
 // New returns a Driver working through c. It refuses a Config without a
@@ -377,6 +381,35 @@ func (d *Driver) Check(ctx context.Context, want Want) ([]string, error) {
 	s := &session{ctx: ctx, d: d}
 	s.run(want)
 	return s.diffs, errors.Join(s.errs...)
+}
+
+// Waiting returns the wanted peers that this node must open a session to
+// (they have an endpoint and a keepalive: this node is behind NAT) and that
+// have not completed a handshake yet. Apply kicks them again every few
+// seconds; until they answer, the node is not reachable from them.
+func (d *Driver) Waiting(want Want) ([]PublicKey, error) {
+	if want.Device == nil {
+		return nil, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur, err := d.client.Device(want.Device.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read wireguard device %s: %w", want.Device.Name, err)
+	}
+	shook := map[PublicKey]bool{}
+	for _, p := range cur.Peers {
+		if !p.LastHandshakeTime.IsZero() {
+			shook[PublicKey(p.PublicKey)] = true
+		}
+	}
+	var out []PublicKey
+	for _, p := range want.Peers {
+		if p.Endpoint.IsValid() && p.PersistentKeepalive > 0 && !shook[p.PublicKey] {
+			out = append(out, p.PublicKey)
+		}
+	}
+	return out, nil
 }
 
 // Close stops the embedded user-space device, if one runs (its link and

@@ -89,7 +89,7 @@ func NewKernelDataPlane(cfg config.Config, log *slog.Logger) (DataPlane, error) 
 		Stages: []fabric.Stage{
 			{Name: "forwarding", Apply: func(context.Context, fabric.Plan) error { return enableForwarding() }},
 			{Name: "vxlan", Apply: func(ctx context.Context, p fabric.Plan) error { return vx.Apply(ctx, vxlanWant(p)) }},
-			{Name: "wireguard", Apply: func(ctx context.Context, p fabric.Plan) error { return d.wg.Apply(ctx, d.wireGuardWant(p)) }},
+			{Name: "wireguard", Apply: d.applyWireGuard},
 			{Name: "routes", Apply: func(ctx context.Context, p fabric.Plan) error { return rt.Apply(ctx, p.Routes) }},
 			{Name: "masquerade", Apply: func(ctx context.Context, p fabric.Plan) error { return nat.Apply(ctx, p.Masquerade) }},
 		},
@@ -123,6 +123,33 @@ func (d *kernelDataPlane) wireGuardWant(p fabric.Plan) wireguard.Want {
 		})
 	}
 	return w
+}
+
+// applyWireGuard applies the WireGuard part of p. Behind NAT, a session
+// this node must open and that has not answered yet counts as unfinished,
+// so the reconciler retries soon (and kicks again) instead of waiting for
+// the next resync, and status says which peer is waited for.
+func (d *kernelDataPlane) applyWireGuard(ctx context.Context, p fabric.Plan) error {
+	want := d.wireGuardWant(p)
+	if err := d.wg.Apply(ctx, want); err != nil {
+		return err
+	}
+	waiting, err := d.wg.Waiting(want)
+	if err != nil {
+		return err
+	}
+	if len(waiting) > 0 {
+		var names []string
+		for _, wp := range p.WireGuardPeers {
+			for _, k := range waiting {
+				if bytes.Equal(wp.PublicKey, k[:]) {
+					names = append(names, wp.Name)
+				}
+			}
+		}
+		return fmt.Errorf("waiting for the first WireGuard handshake with %s (this node is behind NAT and must open the sessions)", strings.Join(names, ", "))
+	}
+	return nil
 }
 
 // WireGuard implements DataPlane.
