@@ -16,8 +16,9 @@ func agentCommand() *cli.Command {
 		Usage: "run the weft agent on this host (as root, one per host, usually under systemd)",
 		Description: "The agent joins the cluster by encrypted gossip, claims a workload subnet for this host\n" +
 			"(kept across restarts in the state dir), writes a flannel-compatible subnet.env in the run dir,\n" +
-			"picks a path to every peer (a direct route on the same L2 segment, VXLAN across subnets) and\n" +
-			"keeps the kernel's routes, VXLAN device and masquerade rule equal to that plan, repairing drift.\n" +
+			"picks a path to every peer (a direct route on the same L2 segment, VXLAN across subnets,\n" +
+			"WireGuard across regions or wherever encryption is required) and\n" +
+			"keeps the kernel's routes, devices and masquerade rule equal to that plan, repairing drift.\n" +
 			"It serves the local API that `weft status`, `weft peers` and `weft routes` use. Stopping it\n" +
 			"leaves the data plane in place, so a restart loses no packets; `weft cleanup` removes it.\n\n" +
 			"Configuration: " + config.Precedence + "\n" +
