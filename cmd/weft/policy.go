@@ -8,6 +8,7 @@ func policyCommand() *cli.Command {
 		Usage: "work with Calico-style network policies: test selectors, trace flows (offline)",
 		Subcommands: []*cli.Command{
 			policyCheckCommand(),
+			policyTraceCommand(),
 		},
 	}
 }

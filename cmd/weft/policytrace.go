@@ -23,9 +23,9 @@ func policyTraceCommand() *cli.Command {
 			"--icmp-type is an echo request (type 8, or 128 for ICMPv6).",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "resource `FILE` or directory (YAML or JSON; Calico v3, Kubernetes NetworkPolicy, Namespace, ServiceAccount)"},
-			&cli.StringFlag{Name: "from", Required: true, Usage: "source `IP`"},
-			&cli.StringFlag{Name: "to", Required: true, Usage: "destination `IP`"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "resource `FILE` or directory (YAML or JSON; Calico v3, Kubernetes NetworkPolicy, Namespace, ServiceAccount)"},
+			&cli.StringFlag{Name: "from", Usage: "source `IP`"},
+			&cli.StringFlag{Name: "to", Usage: "destination `IP`"},
 			&cli.StringFlag{Name: "proto", Value: "tcp", Usage: "protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number 1-255"},
 			&cli.IntFlag{Name: "port", Usage: "destination `PORT`"},
 			&cli.IntFlag{Name: "src-port", Usage: "source `PORT`"},
@@ -36,9 +36,15 @@ func policyTraceCommand() *cli.Command {
 			&cli.IntFlag{Name: "wireguard-port", Value: policy.DefaultWireGuardPort, Usage: "weft's WireGuard `PORT`, a host endpoint failsafe (0: none)"},
 			outputFlag,
 		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unexpected argument %q: give the flow with flags", c.Args().First())}
+			}
+			for _, name := range []string{"file", "from", "to"} {
+				if c.String(name) == "" {
+					return usageError{fmt.Errorf("--%s is required", name)}
+				}
 			}
 			format, err := outputFormat(c)
 			if err != nil {

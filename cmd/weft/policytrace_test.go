@@ -173,6 +173,9 @@ func TestPolicyTraceBadInput(t *testing.T) {
 		{"port out of range", []string{"-f", "DIR", "--from", "10.0.0.1", "--to", "10.0.0.2", "--port", "70000"}, "--port: 70000: want 0-65535"},
 		{"bad output", []string{"-f", "DIR", "--from", "10.0.0.1", "--to", "10.0.0.2", "-o", "yaml"}, `--output: "yaml"`},
 		{"no such file", []string{"-f", "DIR/nothing.yaml", "--from", "10.0.0.1", "--to", "10.0.0.2"}, "read policy resources: stat"},
+		{"missing --to", []string{"-f", "DIR", "--from", "10.0.0.1"}, "--to is required"},
+		{"not a number", []string{"-f", "DIR", "--from", "10.0.0.1", "--to", "10.0.0.2", "--port", "http"}, `invalid value "http" for flag -port`},
+		{"an argument", []string{"-f", "DIR", "--from", "10.0.0.1", "--to", "10.0.0.2", "extra"}, `unexpected argument "extra"`},
 		{"bad wireguard port", []string{"-f", "DIR", "--from", "10.0.0.1", "--to", "10.0.0.2", "--wireguard-port", "-1"}, "--wireguard-port: -1: want 0-65535"},
 	}
 	for _, tc := range cases {
