@@ -97,7 +97,12 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	if err != nil {
 		return fail("make work dir", err)
 	}
-	defer os.RemoveAll(dir)
+	keep := false // a failed run keeps its agents' logs for a look
+	defer func() {
+		if !keep {
+			os.RemoveAll(dir)
+		}
+	}()
 	c, err := lab.NewCluster(l, lab.ClusterOptions{
 		Binary:  o.binary,
 		Dir:     dir,
@@ -118,12 +123,13 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	}
 	peak := startPeak()
 	defer func() {
-		// Runs before l.Close: stop every agent first.
+		// Count before stopping the agents: agents stopped one after the
+		// other read as deaths to those still running. Runs before l.Close.
+		res.FalseDeaths = countFalseDeaths(c, hosts, victim)
 		if err := c.Close(); err != nil {
 			res.Err = strings.TrimPrefix(res.Err+"; ", "; ") + fmt.Sprintf("stop agents: %v", err)
 		}
 		res.CPUPeak = peak.Stop()
-		res.FalseDeaths = countFalseDeaths(c, hosts, victim)
 	}()
 
 	c0 := markCPU()
@@ -132,10 +138,14 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			return fail("start agents", err)
 		}
 	}
+	why := ""
 	conv, err := pollUntil(ctx, o.convergeTimeout, c0.wall, hosts, func(views []lab.View) []bool {
 		ok := make([]bool, len(views))
 		for i, v := range views {
-			ok[i], _ = lab.Converged([]lab.View{v}, hosts)
+			var w string
+			if ok[i], w = lab.Converged([]lab.View{v}, hosts); !ok[i] {
+				why = w
+			}
 		}
 		return ok
 	}, c)
@@ -143,7 +153,8 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	res.CPUConverge = cores(c0, c1)
 	if err != nil {
 		res.MinView = labMinView(c.Views(ctx, hosts))
-		return fail("converge", err)
+		keep = true
+		return fail("converge", fmt.Errorf("%w (last: %s; logs in %s)", err, why, dir))
 	}
 	res.ConvergeMS, res.MinView = ms(slices.Max(conv)), n
 
@@ -172,7 +183,8 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	res.CPUDetect = cores(c2, markCPU())
 	detectStats(&res, slices.DeleteFunc(times, func(d time.Duration) bool { return d < 0 }))
 	if err != nil {
-		return fail(fmt.Sprintf("detect: %d of %d survivors saw %s die", res.Detected, n-1, victim), err)
+		keep = true
+		return fail(fmt.Sprintf("detect: %d of %d survivors saw %s die (logs in %s)", res.Detected, n-1, victim, dir), err)
 	}
 	return res
 }

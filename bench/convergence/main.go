@@ -183,6 +183,9 @@ func run() error {
 					waitQuiet(ctx, *quiet, *quietWait, log)
 					m0 := markCPU()
 					res := measure(ctx, p, n, r, o)
+					if ctx.Err() != nil {
+						break // interrupted: not a measurement
+					}
 					res.CPUForeign = foreign(m0, markCPU())
 					res.Noisy = res.CPUForeign > *quiet
 					results = append(results, res)

@@ -35,7 +35,7 @@ func machine() Machine {
 		Date:    time.Now().UTC().Format(time.RFC3339),
 		CPUs:    runtime.NumCPU(),
 		Go:      runtime.Version(),
-		Command: strings.Join(os.Args, " "),
+		Command: commandLine(os.Args),
 	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -55,6 +55,19 @@ func machine() Machine {
 		m.Iperf3, _, _ = strings.Cut(string(out), "\n")
 	}
 	return m
+}
+
+// commandLine renders args as the command that ran them: `go run` builds
+// into a temp dir, so its binary is shown as `go run ./bench/dataplane`.
+func commandLine(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	name := args[0]
+	if strings.Contains(name, "/go-build") {
+		name = "go run ./bench/dataplane"
+	}
+	return strings.Join(append([]string{name}, args[1:]...), " ")
 }
 
 func (m Machine) String() string {

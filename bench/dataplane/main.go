@@ -59,7 +59,7 @@ type Output struct {
 	Machine    Machine        `json:"machine"`
 	Samples    []Sample       `json:"throughputSamples,omitempty"`
 	Throughput []TputSummary  `json:"throughput,omitempty"`
-	Routes     map[string]string `json:"routes,omitempty"`
+	Notes      []Note         `json:"notes,omitempty"`
 	Trials     []JoinTrial    `json:"joinTrials,omitempty"`
 	Join       []JoinSummary  `json:"join,omitempty"`
 	Planner    *PlannerResult `json:"planner,omitempty"`
@@ -88,6 +88,7 @@ func run() error {
 		waitT     = flag.Duration("wait-timeout", 120*time.Second, "give up waiting for a lab to converge after this")
 		binary    = flag.String("binary", "", "weft binary the agents run (default: build ./cmd/weft into a temp dir)")
 		jsonOut   = flag.Bool("json", false, "print the machine, every sample and the summaries as JSON instead of Markdown")
+		save      = flag.String("save", "", "also write that JSON to this file")
 		verbose   = flag.Bool("v", false, "debug logging on stderr")
 	)
 	flag.Parse()
@@ -165,9 +166,9 @@ func run() error {
 		}
 	}
 	if parts["throughput"] && ctx.Err() == nil {
-		samples, routes, err := runThroughput(ctx, o)
+		samples, notes, err := runThroughput(ctx, o)
 		note("throughput", err)
-		out.Samples, out.Routes = samples, routes
+		out.Samples, out.Notes = samples, notes
 		out.Throughput = summarizeThroughput(samples)
 	}
 	if parts["join"] && ctx.Err() == nil {
@@ -177,10 +178,19 @@ func run() error {
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("interrupted: %w", err))
 	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("encode results: %w", err))...)
+	}
+	b = append(b, '\n')
+	if *save != "" {
+		if err := os.WriteFile(*save, b, 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("save results: %w", err))
+		}
+	}
 	if *jsonOut {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		errs = append(errs, enc.Encode(out))
+		_, err := os.Stdout.Write(b)
+		errs = append(errs, err)
 	} else {
 		printMarkdown(os.Stdout, out, o)
 	}
