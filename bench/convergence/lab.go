@@ -11,9 +11,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weft-net/weft/gossip"
+	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/netlab"
 )
@@ -113,6 +115,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		return fail("new cluster", err)
 	}
 	hosts := l.Hosts()
+	v := newViewer(c, hosts)
 	victim := hosts[1+rand.N(len(hosts)-1)]
 	seeds := []string{l.HostAddr(hosts[0]).String()}
 	if last := hosts[len(hosts)-1]; n > 2 {
@@ -148,11 +151,11 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			}
 		}
 		return ok
-	}, c)
+	}, v)
 	c1 := markCPU()
 	res.CPUConverge = cores(c0, c1)
 	if err != nil {
-		res.MinView = labMinView(c.Views(ctx, hosts))
+		res.MinView = labMinView(v.views(ctx, hosts))
 		keep = true
 		return fail("converge", fmt.Errorf("%w (last: %s; logs in %s)", err, why, dir))
 	}
@@ -179,7 +182,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			}
 		}
 		return dead
-	}, c)
+	}, v)
 	res.CPUDetect = cores(c2, markCPU())
 	detectStats(&res, slices.DeleteFunc(times, func(d time.Duration) bool { return d < 0 }))
 	if err != nil {
@@ -193,7 +196,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 // done reports true for each, and returns when each was first seen done,
 // measured from since (-1 for hosts never seen done). Once all are done it
 // asks all of them again, and starts over with those no longer done.
-func pollUntil(ctx context.Context, timeout time.Duration, since time.Time, hosts []string, done func([]lab.View) []bool, c *lab.Cluster) ([]time.Duration, error) {
+func pollUntil(ctx context.Context, timeout time.Duration, since time.Time, hosts []string, done func([]lab.View) []bool, v *viewer) ([]time.Duration, error) {
 	at := make([]time.Duration, len(hosts))
 	for i := range at {
 		at[i] = -1
@@ -208,7 +211,7 @@ func pollUntil(ctx context.Context, timeout time.Duration, since time.Time, host
 		}
 		if len(ask) == 0 {
 			// Confirm: every host at once.
-			ok := done(c.Views(ctx, hosts))
+			ok := done(v.views(ctx, hosts))
 			if !slices.Contains(ok, false) {
 				return at, nil
 			}
@@ -223,7 +226,7 @@ func pollUntil(ctx context.Context, timeout time.Duration, since time.Time, host
 		for j, i := range ask {
 			names[j] = hosts[i]
 		}
-		ok := done(c.Views(ctx, names))
+		ok := done(v.views(ctx, names))
 		now := time.Since(since)
 		for j, i := range ask {
 			if ok[j] {
@@ -237,6 +240,40 @@ func pollUntil(ctx context.Context, timeout time.Duration, since time.Time, host
 			return at, err
 		}
 	}
+}
+
+// viewer asks agents for their peers through one API client per agent.
+// lab.Cluster.Views makes a new client, with its own keep-alive connection,
+// per host and call: polled every labPoll, that runs out of file descriptors
+// within minutes.
+type viewer struct {
+	clients map[string]*api.Client
+}
+
+func newViewer(c *lab.Cluster, hosts []string) *viewer {
+	v := &viewer{clients: make(map[string]*api.Client, len(hosts))}
+	for _, h := range hosts {
+		v.clients[h] = c.Client(h)
+	}
+	return v
+}
+
+// views asks every given host's agent for its peers, concurrently.
+func (v *viewer) views(ctx context.Context, hosts []string) []lab.View {
+	out := make([]lab.View, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			p, err := v.clients[h].Peers(qctx)
+			out[i] = lab.View{Host: h, Peers: p, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // labMinView returns the smallest number of live peers any answering agent reports.
