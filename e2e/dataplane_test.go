@@ -26,7 +26,10 @@ type fabricLab struct {
 	workloads map[string]netlab.Workload // by host
 }
 
-func newFabric(t *testing.T) *fabricLab {
+func newFabric(t *testing.T) *fabricLab { return newFabricWith(t, nil) }
+
+// newFabricWith is newFabric with extra config fields for every agent.
+func newFabricWith(t *testing.T, extra map[string]any) *fabricLab {
 	t.Helper()
 	netlab.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -42,7 +45,7 @@ func newFabric(t *testing.T) *fabricLab {
 	})
 	c, err := lab.NewCluster(l, lab.ClusterOptions{
 		Binary: weftBinary, Dir: t.TempDir(), Regions: lab.DefaultRegions(),
-		Config: map[string]any{"resyncPeriod": "5s"},
+		Config: mergeConfig(map[string]any{"resyncPeriod": "5s"}, extra),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -435,4 +438,15 @@ func TestCleanup(t *testing.T) {
 	if out, err := f.l.Command(context.Background(), "h1", "nft", "list", "table", "ip", "weft-nat").CombinedOutput(); err == nil {
 		t.Errorf("nftables table left:\n%s", out)
 	}
+}
+
+func mergeConfig(a, b map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }

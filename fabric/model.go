@@ -138,10 +138,36 @@ type Plan struct {
 	FDB       []FDBEntry
 	// Masquerade is the cluster CIDR to masquerade from; invalid when off.
 	Masquerade netip.Prefix
+	// IPIP is the IP-in-IP device; nil when the overlay is not ipip.
+	IPIP *IPIPDevice
+	// IPIPPeers are the peers on the IP-in-IP path, by name.
+	IPIPPeers []IPIPPeer
 	// WireGuard is the WireGuard device; nil when the node needs none.
 	WireGuard *WireGuardDevice
 	// WireGuardPeers are its peers, by name.
 	WireGuardPeers []WireGuardPeer
+}
+
+// IPIPOverhead is the outer IPv4 header IP-in-IP adds.
+const IPIPOverhead = 20
+
+// DefaultIPIPDevice is the name of the IP-in-IP device.
+const DefaultIPIPDevice = "weft.ipip"
+
+// IPIPDevice is the node's IP-in-IP tunnel device (kernel or user space).
+type IPIPDevice struct {
+	Name  string
+	Local netip.Addr
+	MTU   int
+	// Addr is the network address of the node's subnet, /32, as for VXLAN.
+	Addr netip.Prefix
+}
+
+// IPIPPeer is one peer on the IP-in-IP path: where its subnets' packets go.
+type IPIPPeer struct {
+	Name    string
+	Remote  netip.Addr
+	Subnets []netip.Prefix
 }
 
 // WireGuardDevice is the node's WireGuard device. The private key is not

@@ -35,7 +35,7 @@ const (
 	reasonDuplicateName  = "duplicate peer name"
 	reasonNoVTEPMAC      = "no VTEP MAC (VXLAN needs one)"
 	reasonNeverOffLink   = "not on-link and overlayMode is never"
-	reasonIPIP           = "IP-in-IP path not available yet"
+	reasonIPIPv6         = "IP-in-IP needs an IPv4 underlay"
 	reasonEncryptAlways  = "encryption always"
 	reasonEncryptRegion  = "other cloud or region (encryption cross-region)"
 	reasonNAT            = "behind NAT: only WireGuard crosses it"
@@ -124,6 +124,16 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 	if local.UnderlayAddr.Unmap().Is6() {
 		vxlanOverhead = vxlanOverheadIPv6
 	}
+	if globalReason == "" && opts.Overlay == OverlayIPIP && opts.OverlayMode != OverlayNever && len(own) > 0 &&
+		local.UnderlayAddr.Unmap().Is4() {
+		// Present whether or not a peer uses it now, as for VXLAN.
+		plan.IPIP = &IPIPDevice{
+			Name:  DefaultIPIPDevice,
+			Local: sourceAddr(local),
+			MTU:   mtuLess(local.UnderlayMTU, IPIPOverhead),
+			Addr:  netip.PrefixFrom(own[0].Addr(), own[0].Addr().BitLen()),
+		}
+	}
 	if globalReason == "" && opts.Overlay == OverlayVXLAN && opts.OverlayMode != OverlayNever && len(own) > 0 {
 		// Present whether or not a peer uses VXLAN now: peers may send to
 		// this node over VXLAN while it routes to them directly.
@@ -131,7 +141,7 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 			Name:  opts.VXLANDevice,
 			VNI:   opts.VXLANVNI,
 			Port:  opts.VXLANPort,
-			Local: local.UnderlayAddr,
+			Local: sourceAddr(local),
 			Dev:   local.UnderlayDev,
 			MAC:   slices.Clone(local.VTEPMAC),
 			MTU:   mtuLess(local.UnderlayMTU, vxlanOverhead),
@@ -245,8 +255,23 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 			overlayReason = reasonOtherSegment
 		}
 		if opts.Overlay == OverlayIPIP {
-			// TODO(weft): the IP-in-IP path (#6).
-			pp.Path, pp.Reason = PathNone, reasonIPIP
+			switch {
+			case plan.IPIP == nil && len(own) == 0:
+				pp.Path, pp.Reason = PathNone, reasonLocalNoSubnet
+			case plan.IPIP == nil:
+				pp.Path, pp.Reason = PathNone, reasonIPIPv6
+			default:
+				// Calico's layout: a route per peer subnet via the peer's
+				// underlay address, onlink, on the tunnel device; the
+				// device (or the user-space driver) encapsulates to the
+				// next hop.
+				pp.Path, pp.Reason = PathIPIP, overlayReason
+				pp.Dev, pp.Via, pp.MTU = plan.IPIP.Name, remote, plan.IPIP.MTU
+				for _, s := range p.Subnets {
+					plan.Routes = append(plan.Routes, Route{Dst: s, Via: remote, Dev: plan.IPIP.Name, OnLink: true})
+				}
+				plan.IPIPPeers = append(plan.IPIPPeers, IPIPPeer{Name: p.Name, Remote: remote, Subnets: slices.Clone(p.Subnets)})
+			}
 			continue
 		}
 		switch {
@@ -280,6 +305,7 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 
 	slices.SortFunc(plan.Routes, compareRoutes)
 	slices.SortFunc(plan.WireGuardPeers, func(a, b WireGuardPeer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(plan.IPIPPeers, func(a, b IPIPPeer) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(plan.Neighbors, func(a, b Neighbor) int {
 		return cmp.Or(a.IP.Compare(b.IP), strings.Compare(a.Dev, b.Dev), bytes.Compare(a.MAC, b.MAC))
 	})
@@ -287,6 +313,27 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 		return cmp.Or(bytes.Compare(a.MAC, b.MAC), strings.Compare(a.Dev, b.Dev), a.Dst.Compare(b.Dst))
 	})
 	return plan
+}
+
+// sourceAddr returns the address tunnels are sourced from: the advertised
+// underlay address when it is this node's own, else (behind a NAT that
+// forwards to this node, the advertised address is the NAT's) this node's
+// first address of the same family on the underlay.
+func sourceAddr(local Local) netip.Addr {
+	adv := local.UnderlayAddr.Unmap()
+	for _, c := range local.Connected {
+		if c.Addr().Unmap() == adv {
+			return adv
+		}
+	}
+	// Connected prefixes carry the node's own address (198.18.1.2/24); a
+	// masked one (198.18.1.0/24) says nothing about it.
+	for _, c := range local.Connected {
+		if a := c.Addr().Unmap(); a.Is4() == adv.Is4() && c != c.Masked() {
+			return a
+		}
+	}
+	return adv
 }
 
 // wgKeyLen is the length of a WireGuard public key.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -21,6 +22,7 @@ func TestDefaultOptions(t *testing.T) {
 		Overlay: "vxlan", OverlayMode: "cross-subnet", Encryption: "cross-region",
 		VXLANVNI: 1, VXLANPort: 4789, VXLANDevice: "weft.vxlan",
 		ClusterCIDR: netip.MustParsePrefix("10.244.0.0/16"), IPMasq: true,
+		WireGuardDevice: "weft.wg", WireGuardPort: 51820, WireGuardKeepalive: 25 * time.Second,
 	}
 	got := DefaultOptions()
 	if diff := cmp.Diff(want, got, planCmp()); diff != "" {

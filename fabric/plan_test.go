@@ -159,7 +159,7 @@ func planCheckConsistent(t *testing.T, plan Plan) {
 			continue
 		}
 		for _, s := range pp.Subnets {
-			wantRoutes = append(wantRoutes, Route{Dst: s, Via: pp.Via, Dev: pp.Dev, OnLink: pp.Path == PathVXLAN}.String())
+			wantRoutes = append(wantRoutes, Route{Dst: s, Via: pp.Via, Dev: pp.Dev, OnLink: pp.Path == PathVXLAN || pp.Path == PathIPIP}.String())
 		}
 		if pp.Path == PathVXLAN {
 			mac := VTEPMAC(pp.Name) // the fixtures' MACs
@@ -422,12 +422,12 @@ func TestCompute(t *testing.T) {
 			wantVXLAN:  true,
 		},
 		{
-			name: "overlay ipip: not available yet, direct still works", peers: planPeers(t, "h2", "h3"), opts: planOpts(planOverlay(OverlayIPIP)),
+			name: "overlay ipip: direct on the segment, IP-in-IP across", peers: planPeers(t, "h2", "h3"), opts: planOpts(planOverlay(OverlayIPIP)),
 			wantPeers: []string{
 				"h2 direct via 198.18.1.3 dev eth0 mtu 1500 (same L2 segment)",
-				"h3 none remote 198.18.2.2 (IP-in-IP path not available yet)",
+				"h3 ipip via 198.18.2.2 dev weft.ipip mtu 1480 (different L2 segment)",
 			},
-			wantRoutes: []string{h1Blackhole, "10.244.2.0/24 via 198.18.1.3 dev eth0 proto 87"},
+			wantRoutes: []string{h1Blackhole, "10.244.2.0/24 via 198.18.1.3 dev eth0 proto 87", "10.244.3.0/24 via 198.18.2.2 dev weft.ipip onlink proto 87"},
 		},
 		{
 			name:  "duplicate and own names",

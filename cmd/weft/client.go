@@ -89,6 +89,7 @@ func printStatus(w io.Writer, s api.Status) error {
 		{"members", fmt.Sprintf("%d alive, %d dead", s.MembersAlive, s.MembersDead)},
 		{"data plane", s.DataPlane},
 		{"wireguard", s.WireGuard},
+		{"ip-in-ip", s.IPIP},
 		{"health", s.Health},
 		{"version", s.Version},
 		{"up since", s.StartedAt.Format(time.RFC3339)},

@@ -67,6 +67,7 @@ func (b *backend) Status() api.Status {
 				s.WireGuard += ", TUN offloads on"
 			}
 		}
+		s.IPIP = a.dp.IPIPMode()
 		st := a.dp.Status()
 		s.DataPlane = fmt.Sprintf("%d passes", st.Passes)
 		if !st.LastPass.IsZero() {

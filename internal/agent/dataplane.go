@@ -24,6 +24,8 @@ type DataPlane interface {
 	Status() fabric.ReconcileStatus
 	// Plan returns the latest plan and whether there is one.
 	Plan() (fabric.Plan, bool)
+	// IPIPMode says how this node does IP-in-IP: "kernel" or "userspace".
+	IPIPMode() string
 	// WireGuard says how this node does WireGuard; a zero value: not at all.
 	WireGuard() WireGuardInfo
 	// RotateWireGuardKey makes a new key pair, puts it in force on the

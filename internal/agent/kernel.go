@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/weft-net/weft/encap/ipip"
 	"github.com/weft-net/weft/encap/vxlan"
 	"github.com/weft-net/weft/encap/wireguard"
 	"github.com/weft-net/weft/fabric"
@@ -42,6 +43,7 @@ type kernelDataPlane struct {
 	rt    *routing.Applier
 	nat   *masq.Applier
 	wg    *wireguard.Driver
+	ipip  *ipip.Driver
 	drift chan struct{}
 
 	stateDir string
@@ -85,10 +87,23 @@ func NewKernelDataPlane(cfg config.Config, log *slog.Logger) (DataPlane, error) 
 	if d.wg, err = wireguard.Open(wireguard.Options{SocketDir: sockets, Logger: log}); err != nil {
 		return nil, fmt.Errorf("open wireguard: %w", err)
 	}
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	ik := ipip.NewNetlinkKernel(h)
+	mode, err := ipip.Detect(ik)
+	if err != nil {
+		return nil, fmt.Errorf("detect ipip: %w", err)
+	}
+	if d.ipip, err = ipip.New(ipip.Config{Mode: mode, Kernel: ik, Open: ipip.OpenLinux(netns.None()), Logger: log}); err != nil {
+		return nil, fmt.Errorf("start ipip: %w", err)
+	}
 	d.Reconciler = fabric.NewReconciler(fabric.ReconcilerConfig{
 		Stages: []fabric.Stage{
 			{Name: "forwarding", Apply: func(context.Context, fabric.Plan) error { return enableForwarding() }},
 			{Name: "vxlan", Apply: func(ctx context.Context, p fabric.Plan) error { return vx.Apply(ctx, vxlanWant(p)) }},
+			{Name: "ipip", Apply: func(ctx context.Context, p fabric.Plan) error { return d.ipip.Apply(ctx, ipipWant(p)) }},
 			{Name: "wireguard", Apply: d.applyWireGuard},
 			{Name: "routes", Apply: func(ctx context.Context, p fabric.Plan) error { return rt.Apply(ctx, p.Routes) }},
 			{Name: "masquerade", Apply: func(ctx context.Context, p fabric.Plan) error { return nat.Apply(ctx, p.Masquerade) }},
@@ -180,6 +195,22 @@ func (d *kernelDataPlane) RotateWireGuardKey(ctx context.Context) ([]byte, error
 	return pub[:], nil
 }
 
+// ipipWant turns the plan's IP-in-IP part into the driver's.
+func ipipWant(p fabric.Plan) ipip.Want {
+	var w ipip.Want
+	if p.IPIP == nil {
+		return w
+	}
+	w.Device = &ipip.Device{Name: p.IPIP.Name, Local: p.IPIP.Local, MTU: p.IPIP.MTU, Addr: p.IPIP.Addr}
+	for _, pp := range p.IPIPPeers {
+		w.Peers = append(w.Peers, ipip.Peer{Remote: pp.Remote, Subnets: pp.Subnets})
+	}
+	return w
+}
+
+// IPIPMode implements DataPlane.
+func (d *kernelDataPlane) IPIPMode() string { return string(d.ipip.Mode()) }
+
 func vxlanWant(p fabric.Plan) vxlan.Want {
 	return vxlan.Want{Device: p.VXLAN, Neighbors: p.Neighbors, FDB: p.FDB}
 }
@@ -232,7 +263,7 @@ func (d *kernelDataPlane) Run(ctx context.Context) error {
 	err = d.Reconciler.Run(ctx)
 	// A kernel WireGuard device stays; a user-space one cannot outlive the
 	// agent: close it cleanly (it comes back in milliseconds on restart).
-	return errors.Join(err, d.wg.Close())
+	return errors.Join(err, d.wg.Close(), d.ipip.Close())
 }
 
 // Check compares p with the kernel, attributing each difference to the peer
@@ -263,6 +294,11 @@ func (d *kernelDataPlane) Check(ctx context.Context, p fabric.Plan) (Check, erro
 	for _, r := range rep.Stale {
 		out.Extra = append(out.Extra, "stale route "+routing.Format(r))
 	}
+	ipLines, err := d.ipip.Check(ctx, ipipWant(p))
+	if err != nil {
+		return out, err
+	}
+	out.Extra = append(out.Extra, ipLines...)
 	lines, err := d.vx.Check(ctx, vxlanWant(p))
 	if err != nil {
 		return out, err
@@ -348,6 +384,19 @@ func Cleanup(ctx context.Context, cfg config.Config, log *slog.Logger) ([]string
 	step("remove weft routes (protocol 87)", rt.Sweep(ctx))
 	step("remove weft VXLAN devices ("+vxlan.LinkPrefix+"*) with their neighbour and FDB entries", vx.Apply(ctx, vxlan.Want{}))
 	step("remove nftables table ip "+masq.TableName, nat.Remove(ctx))
+	if h, err := netlink.NewHandle(); err != nil {
+		step("open netlink", err)
+	} else {
+		ik := ipip.NewNetlinkKernel(h)
+		if mode, err := ipip.Detect(ik); err != nil {
+			step("detect ipip", err)
+		} else if drv, err := ipip.New(ipip.Config{Mode: mode, Kernel: ik, Open: ipip.OpenLinux(netns.None()), Logger: log}); err != nil {
+			step("open ipip", err)
+		} else {
+			step("remove weft IP-in-IP devices ("+ipip.LinkPrefix+"*)", drv.Apply(ctx, ipip.Want{}))
+			drv.Close()
+		}
+	}
 	// A user-space WireGuard device died with the agent; a kernel one stays
 	// until removed here.
 	wg, err := wireguard.Open(wireguard.Options{Logger: log})

@@ -33,6 +33,8 @@ type Status struct {
 	// WireGuard says which WireGuard runs (kernel or userspace), its port and
 	// public key, or "off".
 	WireGuard string `json:"wireguard"`
+	// IPIP says which IP-in-IP runs: kernel or userspace.
+	IPIP string `json:"ipip,omitempty"`
 	// DataPlane summarises the reconciler: passes and the last one, or "off".
 	DataPlane string `json:"dataPlane"`
 	// Health is "ok" or "degraded"; Problems says why it is degraded.
