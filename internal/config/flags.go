@@ -68,7 +68,7 @@ func settings() []setting {
 		str("state-dir", "directory for state kept across restarts (subnet lease, keys)", func(c *Config) *string { return &c.StateDir }),
 		str("run-dir", "directory for run-time files (API socket, subnet.env)", func(c *Config) *string { return &c.RunDir }),
 		labels("labels", "node label as key=value, usable in policy selectors; repeat or separate with commas, at most 8", func(c *Config) *map[string]string { return &c.Labels }),
-		str("overlay", "encapsulation for pairs of nodes that need an overlay: vxlan, or ipip (not implemented yet: pairs that need it get no path)", func(c *Config) *string { return &c.Overlay }),
+		str("overlay", "encapsulation for pairs of nodes that need an overlay: vxlan or ipip", func(c *Config) *string { return &c.Overlay }),
 		str("overlay-mode", "which pairs use the overlay: cross-subnet (direct routes within an L2 segment, the overlay across segments), always, or never (direct routes only; peers that are not on-link get no path)", func(c *Config) *string { return &c.OverlayMode }),
 		str("encryption", "which pairs must be encrypted: cross-region (pairs in different clouds or regions), always or never; encryption (WireGuard) is not implemented yet, so pairs that need encryption get no path until WireGuard support lands", func(c *Config) *string { return &c.Encryption }),
 		integer("vxlan-vni", "VXLAN network identifier, 1-16777215; the same on every node", func(c *Config) *int { return &c.VXLAN.VNI }),
