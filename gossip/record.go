@@ -43,6 +43,9 @@ type Location struct {
 	Cloud  string `json:"cloud,omitempty"`
 	Region string `json:"region,omitempty"`
 	Zone   string `json:"zone,omitempty"`
+	// Instance is the cloud's ID of the node's instance (e.g. i-0abc...),
+	// where a cloud adapter runs: peers route its subnet to it in the cloud.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Record is what a node tells every other node about itself through
@@ -95,7 +98,7 @@ func (r Record) Validate() error {
 		add("cluster", "", "required")
 	}
 	for _, f := range [...]struct{ name, s string }{{"cluster", r.Cluster}, {"location.cloud", r.Location.Cloud},
-		{"location.region", r.Location.Region}, {"location.zone", r.Location.Zone}} {
+		{"location.region", r.Location.Region}, {"location.zone", r.Location.Zone}, {"location.instance", r.Location.Instance}} {
 		if len(f.s) > MaxNameLength {
 			add(f.name, f.s, "longer than %d characters", MaxNameLength)
 		} else if strings.Trim(f.s, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {

@@ -100,6 +100,8 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"ipv6", recIPv6()},
 		{"max plausible", recMaxPlausible()},
 		{"loopback underlay", Record{Cluster: "lab", Underlay: []netip.Addr{recAddr("127.0.0.1"), recAddr("::1")}}},
+		{"cloud instance", Record{Cluster: "c", Underlay: []netip.Addr{recAddr("198.18.0.1")},
+			Location: Location{Cloud: "aws", Region: "eu-west-1", Zone: "eu-west-1a", Instance: "i-0123456789abcdef0"}}},
 		{"empty label value", Record{Cluster: "c", Underlay: []netip.Addr{recAddr("198.18.0.1")},
 			Labels: map[string]string{"projectcalico.org/x": "", "beta.kubernetes.io/os": "linux"}}},
 	}
@@ -255,7 +257,7 @@ func TestDecodeRecordLenient(t *testing.T) {
 		in   []byte
 		want Record
 	}{
-		{"unknown field skipped", recWire(wCluster, recField(0), recField(16, 1, 2), recField(255, make([]byte, 300)...), wUnderlay), want},
+		{"unknown field skipped", recWire(wCluster, recField(0), recField(17, 1, 2), recField(255, make([]byte, 300)...), wUnderlay), want},
 		{"fields in any order", recWire(wUnderlay, wCluster), want},
 		{"unknown caps bits dropped", recWire(wCluster, wUnderlay, recField(fieldCaps, 0x81, 0x80, 0x01)), Record{Cluster: "c", Underlay: want.Underlay, Caps: CapVXLAN}},
 		{"explicit zero values", recWire(wCluster, wUnderlay, recField(fieldClaimedAt, 0), recField(fieldCaps, 0), recField(fieldCloud)), want},

@@ -34,6 +34,7 @@ import (
 //	13   wireguardPort 2 bytes, big endian
 //	14   caps          uvarint; bits this build does not know are dropped on decode
 //	15   label         key prefix code byte (labelKeyPrefixes), uvarint length, rest of the key, value
+//	16   instance      string: the cloud instance ID (older decoders skip it)
 //
 // Encode writes fields in this order (repeated ones in slice order, labels by
 // key), omits zero values and uses minimal varints, so its output is
@@ -64,6 +65,7 @@ const (
 	fieldWireGuardPort = 13
 	fieldCaps          = 14
 	fieldLabel         = 15
+	fieldInstance      = 16
 )
 
 // Limits checked by Validate and DecodeRecord.
@@ -91,7 +93,7 @@ func fieldName(typ byte) string {
 		fieldCloud: "location.cloud", fieldRegion: "location.region", fieldZone: "location.zone",
 		fieldSubnet4: "subnets", fieldSubnet6: "subnets", fieldClaimedAt: "claimedAt", fieldStatic: "static",
 		fieldVTEPMAC: "vtepMAC", fieldWireGuardKey: "wireguardKey", fieldWireGuardPort: "wireguardPort",
-		fieldCaps: "caps", fieldLabel: "labels"}
+		fieldCaps: "caps", fieldLabel: "labels", fieldInstance: "location.instance"}
 	if int(typ) < len(names) {
 		return names[typ]
 	}
@@ -150,6 +152,9 @@ func (r Record) Encode() ([]byte, error) {
 		if s != "" {
 			b = appendField(b, byte(typ), []byte(s))
 		}
+	}
+	if r.Location.Instance != "" {
+		b = appendField(b, fieldInstance, []byte(r.Location.Instance))
 	}
 	for _, p := range r.Subnets {
 		typ := byte(fieldSubnet6)
@@ -298,6 +303,8 @@ func (r *Record) decodeField(typ byte, name string, v []byte, seen *uint16) erro
 		r.Location.Region = string(v)
 	case fieldZone:
 		r.Location.Zone = string(v)
+	case fieldInstance:
+		r.Location.Instance = string(v)
 	case fieldSubnet4, fieldSubnet6:
 		if name = fmt.Sprintf("subnets[%d]", len(r.Subnets)); len(r.Subnets) == MaxSubnets {
 			return bad("more than %d subnets", MaxSubnets)

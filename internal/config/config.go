@@ -87,6 +87,11 @@ type Config struct {
 	ResyncPeriod Duration `json:"resyncPeriod"`
 	// WireGuard configures the WireGuard device that encrypted pairs use.
 	WireGuard WireGuard `json:"wireguard"`
+	// Cloud is the cloud adapter: none, or aws (VPC route tables, so that
+	// hosts of one VPC talk without encapsulation).
+	Cloud string `json:"cloud"`
+	// AWS configures the aws adapter.
+	AWS AWS `json:"aws"`
 	// Gossip tunes memberlist.
 	Gossip GossipTimings `json:"gossip"`
 	// LogLevel is one of debug, info, warn, error.
@@ -103,6 +108,23 @@ type Location struct {
 	Region string `json:"region"`
 	// Zone names the availability zone ("eu-west-1a", ...).
 	Zone string `json:"zone"`
+}
+
+// AWS configures the AWS adapter. Credentials come the standard way
+// (environment, shared config, instance role), never from this file.
+type AWS struct {
+	// Region of the EC2 API; empty: from the instance metadata.
+	Region string `json:"region"`
+	// Endpoint is the EC2 API URL; empty: the region's. For tests and
+	// private endpoints.
+	Endpoint string `json:"endpoint"`
+	// IMDSEndpoint is the instance metadata URL; empty: the standard one.
+	IMDSEndpoint string `json:"imdsEndpoint"`
+	// RouteTableIDs are route tables weft manages; with RouteTableTag
+	// ("key=value") more are selected by tag; with neither, the VPC's
+	// tables tagged weft:cluster=<clusterName>.
+	RouteTableIDs []string `json:"routeTableIDs,omitempty"`
+	RouteTableTag string   `json:"routeTableTag"`
 }
 
 // WireGuard configures the node's WireGuard device. The key pair is made on
@@ -203,6 +225,7 @@ func Default() Config {
 		},
 		IPMasq:       true,
 		ResyncPeriod: Duration{30 * time.Second},
+		Cloud: "none",
 		WireGuard: WireGuard{
 			Port:      fabric.DefaultWireGuardPort,
 			Device:    fabric.DefaultWireGuardDevice,

@@ -102,6 +102,8 @@ vxlan: {vni: 16777215, port: 8472, device: vx0}
 ipMasq: false
 resyncPeriod: 1s
 wireguard: {port: 51000, device: wg9, keepalive: 10s, behindNAT: true}
+cloud: aws
+aws: {region: eu-west-1, endpoint: "http://198.18.0.5:8080", imdsEndpoint: "http://127.0.0.1:1338", routeTableIDs: [rtb-0abc], routeTableTag: "team=net"}
 gossip:
   probeInterval: 1s
   probeTimeout: 500ms
@@ -137,6 +139,8 @@ logFormat: json
 				IPMasq:            false,
 				ResyncPeriod:      Duration{time.Second},
 				WireGuard:         WireGuard{Port: 51000, Device: "wg9", Keepalive: Duration{10 * time.Second}, BehindNAT: true},
+				Cloud:             "aws",
+				AWS:               AWS{Region: "eu-west-1", Endpoint: "http://198.18.0.5:8080", IMDSEndpoint: "http://127.0.0.1:1338", RouteTableIDs: []string{"rtb-0abc"}, RouteTableTag: "team=net"},
 				Gossip: GossipTimings{
 					ProbeInterval:    Duration{time.Second},
 					ProbeTimeout:     Duration{500 * time.Millisecond},

@@ -268,12 +268,13 @@ func TestFlags(t *testing.T) {
 		"underlay-interface", "advertise-address", "public-address", "state-dir", "run-dir", "labels",
 		"overlay", "overlay-mode", "encryption", "vxlan-vni", "vxlan-port", "vxlan-device", "ip-masq", "resync-period",
 		"wireguard-port", "wireguard-device", "wireguard-keepalive", "wireguard-behind-nat",
+		"cloud", "aws-region", "aws-endpoint", "aws-imds-endpoint", "aws-route-table-ids", "aws-route-table-tag",
 		"gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-gossip-interval",
 		"gossip-push-pull-interval", "gossip-join-retry-max", "gossip-dead-reservation",
 		"log-level", "log-format",
 	}
-	if len(pinned) != 41 {
-		t.Fatalf("pinned lists %d flags, want 41", len(pinned))
+	if len(pinned) != 47 {
+		t.Fatalf("pinned lists %d flags, want 47", len(pinned))
 	}
 	slices.Sort(pinned)
 	if diff := cmp.Diff(pinned, want); diff != "" {

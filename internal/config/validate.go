@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -164,6 +165,25 @@ func checkDataPlane(errs *[]error, c Config) {
 		}
 	}
 	oneOf("overlay", c.Overlay, fabric.OverlayVXLAN, fabric.OverlayIPIP)
+	oneOf("cloud", c.Cloud, "none", "aws")
+	for field, u := range map[string]string{"aws.endpoint": c.AWS.Endpoint, "aws.imdsEndpoint": c.AWS.IMDSEndpoint} {
+		if u == "" {
+			continue
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			bad(field, quote(u), "want an http or https URL")
+		}
+	}
+	for i, id := range c.AWS.RouteTableIDs {
+		if !strings.HasPrefix(id, "rtb-") || len(id) < 5 || strings.Trim(id[4:], "0123456789abcdef") != "" {
+			bad(fmt.Sprintf("aws.routeTableIDs[%d]", i), quote(id), "want a route table ID like rtb-0123abcd")
+		}
+	}
+	if t := c.AWS.RouteTableTag; t != "" {
+		if k, _, ok := strings.Cut(t, "="); !ok || k == "" {
+			bad("aws.routeTableTag", quote(t), "want key=value")
+		}
+	}
 	oneOf("overlayMode", c.OverlayMode, fabric.OverlayCrossSubnet, fabric.OverlayAlways, fabric.OverlayNever)
 	oneOf("encryption", c.Encryption, fabric.EncryptionCrossRegion, fabric.EncryptionAlways, fabric.EncryptionNever)
 
