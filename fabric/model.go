@@ -19,7 +19,8 @@ type PathKind string
 const (
 	PathDirect    PathKind = "direct"    // route via the peer's underlay address: same L2 segment
 	PathVXLAN     PathKind = "vxlan"     // VXLAN overlay
-	PathIPIP      PathKind = "ipip"      // IP-in-IP overlay (#6)
+	PathNative    PathKind = "native"    // the cloud's route table carries it: same VPC, no encapsulation
+	PathIPIP      PathKind = "ipip"      // IP-in-IP overlay
 	PathWireGuard PathKind = "wireguard" // encrypted (#5)
 	PathNone      PathKind = "none"      // no path is allowed or possible; PeerPlan.Reason says why
 )
@@ -104,6 +105,12 @@ type Local struct {
 	WireGuardKey []byte
 	// BehindNAT says this node is behind a NAT that forwards nothing to it.
 	BehindNAT bool
+	// Native holds the peer subnets whose cloud route (subnet -> peer
+	// instance) the cloud adapter found in place in this node's route
+	// table; Gateway is the underlay's default gateway (the VPC router)
+	// that native routes go through.
+	Native  map[netip.Prefix]bool
+	Gateway netip.Addr
 }
 
 // Peer is another live node as the planner needs it: its last valid record,

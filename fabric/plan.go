@@ -43,6 +43,7 @@ const (
 	reasonLocalNoWG      = "needs WireGuard, which is off on this node; never plaintext"
 	reasonPeerNoWG       = "needs WireGuard, and the peer has no WireGuard key; never plaintext"
 	reasonSameSegment    = "same L2 segment"
+	reasonNative         = "same VPC, cloud route in place"
 	reasonOtherSegment   = "different L2 segment"
 	reasonOverlayAlways  = "overlayMode always"
 	reasonNoIPv4Underlay = "no IPv4 underlay address"
@@ -248,11 +249,22 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 				}
 				continue
 			}
+			if nativeReady(local, p.Subnets) {
+				// The VPC's route table carries the peer's subnet to its
+				// instance: hand the packets to the VPC router as they are.
+				pp.Path, pp.Reason = PathNative, reasonNative
+				pp.Dev, pp.Via, pp.MTU = local.UnderlayDev, local.Gateway, local.UnderlayMTU
+				for _, s := range p.Subnets {
+					plan.Routes = append(plan.Routes, Route{Dst: s, Via: local.Gateway, Dev: local.UnderlayDev})
+				}
+				continue
+			}
 			if opts.OverlayMode == OverlayNever {
 				pp.Path, pp.Reason = PathNone, reasonNeverOffLink
 				continue
 			}
 			overlayReason = reasonOtherSegment
+
 		}
 		if opts.Overlay == OverlayIPIP {
 			switch {
@@ -334,6 +346,20 @@ func sourceAddr(local Local) netip.Addr {
 		}
 	}
 	return adv
+}
+
+// nativeReady reports whether the cloud carries every one of subnets to
+// its node, and there is a gateway to hand the packets to.
+func nativeReady(local Local, subnets []netip.Prefix) bool {
+	if !local.Gateway.IsValid() || len(local.Native) == 0 {
+		return false
+	}
+	for _, s := range subnets {
+		if !local.Native[s] {
+			return false
+		}
+	}
+	return true
 }
 
 // wgKeyLen is the length of a WireGuard public key.
