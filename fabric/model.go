@@ -123,6 +123,9 @@ type Peer struct {
 	Subnets  []netip.Prefix
 	VTEPMAC  net.HardwareAddr
 	Caps     uint16
+	// CloudInstance is the peer's cloud instance ID, where it runs a cloud
+	// adapter; the planner itself does not use it (Local.Native does).
+	CloudInstance string
 	// WireGuardKey (32 bytes) and WireGuardPort; nil / 0 when the peer has none.
 	WireGuardKey  []byte
 	WireGuardPort int

@@ -52,6 +52,7 @@ func newApp() *cli.App {
 			statusCommand(),
 			peersCommand(),
 			routesCommand(),
+			cloudCommand(),
 			policyCommand(),
 			leaveCommand(),
 			cleanupCommand(),

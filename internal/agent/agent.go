@@ -70,6 +70,7 @@ type Agent struct {
 	dpOpts   fabric.Options
 	vtepMAC  net.HardwareAddr
 	caps     gossip.Capability
+	gateway  netip.Addr
 
 	leave  chan chan error
 	rotate chan chan error
@@ -81,6 +82,9 @@ type Agent struct {
 	// ready is set once the node has heard from the cluster (or given up
 	// waiting): only then does it plan its data plane.
 	ready bool
+	// location is the configured one, completed by cloud discovery.
+	location gossip.Location
+	cloud    cloudState
 }
 
 // New checks what can be checked before start: the cluster key and the underlay.
@@ -110,6 +114,7 @@ func New(o Options) (*Agent, error) {
 		dp:       o.DataPlane,
 		dpOpts:   cfg.DataPlane(),
 		vtepMAC:  fabric.VTEPMAC(cfg.NodeName),
+		location: gossip.Location{Cloud: cfg.Location.Cloud, Region: cfg.Location.Region, Zone: cfg.Location.Zone},
 	}
 	if o.DataPlane != nil {
 		// VXLAN is in every Linux kernel weft supports; the data plane
@@ -147,6 +152,7 @@ func New(o Options) (*Agent, error) {
 		return nil, fmt.Errorf("underlayInterface %q: %w", ifname, err)
 	}
 	a.underlay = u
+	a.gateway = a.host.DefaultGateway()
 	a.advert = cfg.AdvertiseAddress
 	if !a.advert.IsValid() {
 		if len(u.Addrs) == 0 {
@@ -182,6 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.loadClaim(); err != nil {
 		return err
 	}
+	a.startCloud(ctx)
 	ml, err := gossip.New(gossip.Config{
 		NodeName:         a.cfg.NodeName,
 		ClusterName:      a.cfg.ClusterName,
@@ -234,6 +241,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.setProblem("join", "")
 	}()
 
+	go a.runCloud(ctx)
 	if a.dp != nil {
 		go func() {
 			if err := a.dp.Run(ctx); err != nil {
@@ -321,7 +329,7 @@ func (a *Agent) recordLocked() gossip.Record {
 		Cluster:  a.cfg.ClusterName,
 		Underlay: []netip.Addr{a.advert},
 		Public:   a.cfg.PublicAddress,
-		Location: gossip.Location{Cloud: a.cfg.Location.Cloud, Region: a.cfg.Location.Region, Zone: a.cfg.Location.Zone},
+		Location: a.location,
 		Labels:   a.cfg.Labels,
 		VTEPMAC:  a.vtepMAC,
 		Caps:     a.caps,

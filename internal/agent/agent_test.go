@@ -32,6 +32,8 @@ func (f fakeHost) DefaultRouteInterface() (string, error) {
 	return "fake0", nil
 }
 
+func (f fakeHost) DefaultGateway() netip.Addr { return netip.Addr{} }
+
 func (f fakeHost) Interface(name string) (Underlay, error) {
 	if f.err != nil {
 		return Underlay{}, f.err

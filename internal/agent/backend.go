@@ -34,7 +34,7 @@ func (b *backend) Status() api.Status {
 		Gossip:      a.ml.LocalAddr(),
 		Underlay:    a.underlay.Interface,
 		Advertise:   a.advert,
-		Location:    gossip.Location{Cloud: a.cfg.Location.Cloud, Region: a.cfg.Location.Region, Zone: a.cfg.Location.Zone},
+		Location:    a.location,
 		ClusterCIDR: a.pool.CIDR,
 		Problems:    []string{},
 	}
@@ -164,6 +164,9 @@ func (b *backend) Routes(ctx context.Context) (api.Routes, error) {
 	out.Extra = chk.Extra
 	return out, nil
 }
+
+// Cloud implements api.Backend.
+func (b *backend) Cloud() api.Cloud { return b.agent().cloudStatus() }
 
 // RotateKeys implements api.Backend: it hands the request to the agent's loop.
 func (b *backend) RotateKeys(ctx context.Context) error {

@@ -57,7 +57,9 @@ func (a *Agent) local() fabric.Local {
 		UnderlayAddr: a.advert,
 		UnderlayMTU:  a.underlay.MTU,
 		Connected:    a.underlay.Prefixes,
-		Location:     fabric.Location{Cloud: a.cfg.Location.Cloud, Region: a.cfg.Location.Region, Zone: a.cfg.Location.Zone},
+		Location:     fabric.Location{Cloud: a.location.Cloud, Region: a.location.Region, Zone: a.location.Zone},
+		Native:       a.nativeLocked(),
+		Gateway:      a.gateway,
 		VTEPMAC:      a.vtepMAC,
 		Caps:         uint16(a.caps),
 		BehindNAT:    a.cfg.WireGuard.BehindNAT,
@@ -97,6 +99,7 @@ func (a *Agent) planPeers(members []gossip.Member) []fabric.Peer {
 			p.VTEPMAC = net.HardwareAddr(r.VTEPMAC)
 		}
 		p.WireGuardKey, p.WireGuardPort = r.WireGuardKey, int(r.WireGuardPort)
+		p.CloudInstance = r.Location.Instance
 		p.BehindNAT = r.Caps&gossip.CapBehindNAT != 0
 		for _, s := range r.Subnets {
 			if w, ok := owners[s]; ok && w.Node == m.Name {
@@ -123,4 +126,5 @@ func (a *Agent) replan() {
 	}
 	p := fabric.Compute(a.local(), a.planPeers(a.ml.Members()), a.dpOpts)
 	a.dp.Set(p)
+	a.kickCloud()
 }

@@ -27,6 +27,9 @@ type Host interface {
 	DefaultRouteInterface() (string, error)
 	// Interface returns the addresses and MTU of the named interface.
 	Interface(name string) (Underlay, error)
+	// DefaultGateway returns the gateway of the IPv4 default route, or an
+	// invalid address when there is none.
+	DefaultGateway() netip.Addr
 }
 
 // netlinkHost is Host on the real kernel, in the agent's network namespace.
@@ -55,6 +58,29 @@ func (netlinkHost) DefaultRouteInterface() (string, error) {
 		return l.Attrs().Name, nil
 	}
 	return "", errors.New("no IPv4 default route: set underlayInterface")
+}
+
+func (netlinkHost) DefaultGateway() netip.Addr {
+	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
+			if ones, _ := maskOf(r); ones == 0 {
+				gw, _ := netip.AddrFromSlice(r.Gw)
+				return gw.Unmap()
+			}
+		}
+	}
+	return netip.Addr{}
+}
+
+func maskOf(r netlink.Route) (int, int) {
+	if r.Dst == nil {
+		return 0, 32
+	}
+	return r.Dst.Mask.Size()
 }
 
 func (netlinkHost) Interface(name string) (Underlay, error) {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weft-net/weft/cloud"
 	"github.com/weft-net/weft/gossip"
 )
 
@@ -90,4 +91,20 @@ type Routes struct {
 	LastPass  time.Time `json:"lastPass,omitzero"`
 	LastError string    `json:"lastError,omitempty"`
 	Passes    int       `json:"passes"`
+}
+
+// Cloud is the answer of GET /v1/cloud: the cloud adapter's view.
+type Cloud struct {
+	// Provider is the configured adapter: "none" or "aws".
+	Provider string `json:"provider"`
+	// Instance is what discovery found; nil when it did not run or failed.
+	Instance *cloud.Instance `json:"instance,omitempty"`
+	// Report is the last reconcile of the route tables: what is
+	// programmed, what fell back to the overlay and why.
+	Report        *cloud.Report `json:"report,omitempty"`
+	LastReconcile time.Time     `json:"lastReconcile,omitzero"`
+	LastError     string        `json:"lastError,omitempty"`
+	// Problem is the adapter's problem in status, if any (discovery,
+	// credentials, source/destination check).
+	Problem string `json:"problem,omitempty"`
 }

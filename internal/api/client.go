@@ -61,6 +61,13 @@ func (c *Client) Routes(ctx context.Context) (Routes, error) {
 	return r, err
 }
 
+// Cloud asks GET /v1/cloud.
+func (c *Client) Cloud(ctx context.Context) (Cloud, error) {
+	var cl Cloud
+	err := c.do(ctx, http.MethodGet, "/v1/cloud", &cl)
+	return cl, err
+}
+
 // RotateKeys asks POST /v1/keys/rotate.
 func (c *Client) RotateKeys(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/keys/rotate", nil)

@@ -19,6 +19,8 @@ type Backend interface {
 	Peers() []Peer
 	// Routes checks the data plane against the kernel; it may block briefly.
 	Routes(ctx context.Context) (Routes, error)
+	// Cloud reports the cloud adapter's state.
+	Cloud() Cloud
 	// RotateKeys puts a new WireGuard key pair in force and gossips it.
 	RotateKeys(ctx context.Context) error
 	// Leave takes the node out of the cluster for good; the agent stops after.
@@ -66,6 +68,7 @@ func Listen(runDir string, b Backend, log *slog.Logger) (*Server, error) {
 		}
 		writeJSON(w, http.StatusOK, rs)
 	})
+	mux.HandleFunc("GET /v1/cloud", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Cloud()) })
 	mux.HandleFunc("POST /v1/keys/rotate", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.RotateKeys(r.Context()); err != nil {
 			writeJSON(w, http.StatusInternalServerError, Error{Error: err.Error()})

@@ -225,7 +225,7 @@ func Default() Config {
 		},
 		IPMasq:       true,
 		ResyncPeriod: Duration{30 * time.Second},
-		Cloud: "none",
+		Cloud:        "none",
 		WireGuard: WireGuard{
 			Port:      fabric.DefaultWireGuardPort,
 			Device:    fabric.DefaultWireGuardDevice,
