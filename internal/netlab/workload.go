@@ -137,6 +137,12 @@ func (l *Lab) AddWorkload(ctx context.Context, w Workload) error {
 		return fmt.Errorf("find %s on host %s: %w", w.HostVeth(), w.Host, err)
 	}
 	err = inNetNS(l.NetNSPath(w.Host), func() error {
+		// Proxy ARP answers after a random delay of up to proxy_delay
+		// (0.8 s by default): Calico sets it to 0 on its host-side veths,
+		// or a workload's first packets wait for the gateway's address.
+		if err := os.WriteFile("/proc/sys/net/ipv4/neigh/"+w.HostVeth()+"/proxy_delay", []byte("0\n"), 0o644); err != nil {
+			return err
+		}
 		return os.WriteFile("/proc/sys/net/ipv4/conf/"+w.HostVeth()+"/proxy_arp", []byte("1\n"), 0o644)
 	})
 	if err != nil {
