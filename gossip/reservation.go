@@ -83,8 +83,9 @@ func decodeReservations(b []byte) ([]reservation, error) {
 		if len(b) < 1 || len(b) < 1+int(b[0])+18 || b[0] == 0 {
 			return nil, fmt.Errorf("reservations[%d]: %w", i, errTruncated)
 		}
-		r.Name = string(b[1 : 1+b[0]])
-		b = b[1+b[0]:]
+		nameLen := int(b[0]) // int first: 1+b[0] in byte arithmetic wraps at 255
+		r.Name = string(b[1 : 1+nameLen])
+		b = b[1+nameLen:]
 		a := netip.AddrFrom16([16]byte(b[:16])).Unmap()
 		r.Addr = netip.AddrPortFrom(a, binary.BigEndian.Uint16(b[16:18]))
 		b = b[18:]
