@@ -102,10 +102,10 @@ func (c *Cluster) DataPlaneReady(ctx context.Context, hosts []string) (bool, str
 }
 
 // Ping pings to from inside the namespace of node (a host or workload),
-// up to tries times, one second each; it reports success.
+// up to tries times, two seconds each; it reports success.
 func Ping(ctx context.Context, l *netlab.Lab, node string, to netip.Addr, tries int) bool {
 	for range tries {
-		cmd := l.Command(ctx, node, "ping", "-c1", "-W1", "-n", "-q", to.String())
+		cmd := l.Command(ctx, node, "ping", "-c1", "-W2", "-n", "-q", to.String())
 		if cmd.Run() == nil {
 			return true
 		}
