@@ -1,0 +1,55 @@
+// Package nft enforces weft's policies on one host with nftables: a pure
+// compiler from a policy Set to the ruleset of table inet weft, and an
+// applier that writes that ruleset in one atomic transaction through
+// google/nftables (weft issue #9).
+//
+// Data flow:
+//
+//	*policy.Set + HostInfo + policy.Options --Compile--> Ruleset --Applier.Apply--> kernel
+//	                                                     Ruleset.String(): `nft list table` text
+//	kernel --Applier.Stats--> []RuleStats (per policy rule counters)
+//
+// Compile reads the Set through policy.Set.Program, which resolves every
+// selector to the addresses of the endpoints and network sets it matches,
+// exactly as policy.Evaluate matches them; the compiler then only deals in
+// addresses, ports and protocols. The layout it produces:
+//
+//	table inet weft
+//	  base chains, each: ct state established,related accept; then dispatch
+//	    forward-egress  (forward, filter)     iifname . ip saddr vmap @wl-egress4
+//	    forward-ingress (forward, filter + 1) oifname . ip daddr vmap @wl-ingress4
+//	    input-egress    (input, filter)       a workload's egress to the host itself
+//	    output-ingress  (output, filter + 1)  the host to a workload's ingress
+//	    input-ingress, output-egress          host endpoints, by address (only when this node has some)
+//	  wl-out-<hash>, wl-in-<hash>, hep-...    an endpoint's tiers in one direction (.1, .2: later tiers)
+//	  gnp/<name>/<dir>, np/<ns>/<name>/<dir>  a policy's rules in one direction, with counters
+//	  sel4-<hash>, notsel4-, port4-           the addresses a selector matches; resolved named ports
+//
+// A packet passes the source endpoint's egress at priority filter and the
+// destination's ingress at filter + 1: a drop in either is final, an accept
+// in the first goes on to the second, so a flow between two workloads of
+// the host needs both, as Evaluate says. Dispatch is one verdict-map lookup
+// keyed by interface and address, so the per-packet cost does not grow with
+// the number of endpoints; a packet from a workload interface with another
+// source address is dropped (anti-spoofing). Endpoints with the same
+// policies share their chains. Within an endpoint chain, tiers run in
+// order and jump to the policy chains; Allow accepts, Deny drops, Log logs
+// and goes on, Pass sets passMark and returns, which the endpoint chain
+// turns into a goto to the next tier; the end of a tier that applies drops
+// unless its default action is Pass; after the last tier a workload is
+// accepted (dropped with DefaultDenyWorkloads) and a host endpoint dropped
+// (accepted with projectcalico-default-allow). Host endpoint chains start
+// with the failsafe ports, then untracked, preDNAT and normal policy, in
+// the filter hook (judged in that order, without notrack or NAT).
+//
+// What is not enforced: host endpoints by interface name (only their
+// expectedIPs count, as in Evaluate) and host endpoint policy on forwarded
+// traffic (applyOnForward); doNotTrack policy does not bypass conntrack.
+//
+// Tests: golden files (testdata/*.nft, rewritten with -update) for
+// Compile; the Applier against a fake Conn and in namespaces, where `nft`
+// must list the applied table exactly as it lists the one it loads from
+// Ruleset.String; and TestDifferential, which judges random flows under
+// random policies by policy.Evaluate and by real packets through the
+// ruleset between network namespaces (-seed, -cases, -case).
+package nft
