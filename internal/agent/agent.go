@@ -31,6 +31,10 @@ const SubnetEnvName = "subnet.env"
 // cluster; gossip spreads the record anyway, and push/pull repairs misses.
 const recordTimeout = 0
 
+// republishPeriod is how often the node re-announces its record (one
+// gossip message per node per period).
+const republishPeriod = 30 * time.Second
+
 // firstClaimWait is how long a node without a subnet waits to hear from its
 // seeds before it claims one on what it knows: long enough for a join and a
 // push/pull on a busy machine, short enough that a node whose seeds are all
@@ -265,6 +269,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()
+	republish := time.NewTicker(republishPeriod)
+	defer republish.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -278,6 +284,17 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.decide()
 		case <-resync.C:
 			a.decide()
+		case <-republish.C:
+			// Anti-entropy for this node's own record: re-announce it with
+			// a new incarnation, so a peer that missed an update (seen in
+			// the 20-50 agent benchmark: a subnet claim that one peer never
+			// learnt, leaving a conflict unresolved) gets it within a period.
+			a.mu.Lock()
+			rec := a.recordLocked()
+			a.mu.Unlock()
+			if err := ml.SetRecord(rec, recordTimeout); err != nil {
+				a.log.Error("republish record", "err", err)
+			}
 		case reply := <-a.rotate:
 			reply <- a.rotateKey(ctx)
 		case reply := <-a.leave:

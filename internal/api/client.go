@@ -31,6 +31,10 @@ func NewClient(runDir string) *Client {
 		hc: &http.Client{
 			Timeout: 30 * time.Second,
 			Transport: &http.Transport{
+				// One connection per request: clients are cheap and made
+				// per call (the lab polls agents with new ones), and idle
+				// keep-alive connections would pile up as open files.
+				DisableKeepAlives: true,
 				DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 					var d net.Dialer
 					return d.DialContext(ctx, "unix", path)
