@@ -78,10 +78,10 @@ func TestDetectStats(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	ok := func(run int, conv, all float64, noisy bool) Result {
-		return Result{Mode: "inproc", Profile: "weft", N: 3, Run: run, ConvergeMS: conv, MinView: 3,
+		return Result{Mode: "inproc", Profile: "weft", N: 3, Run: run, ConvergeMS: conv, AliveMS: conv / 2, MinView: 3,
 			DetectFirstMS: all / 2, DetectMedianMS: all, DetectAllMS: all, Detected: 2, CPUSteady: 0.5, CPUPeak: conv / 1000, Noisy: noisy}
 	}
-	stalled := Result{Mode: "inproc", Profile: "weft", N: 9, Run: 1, ConvergeMS: -1, MinView: 5,
+	stalled := Result{Mode: "inproc", Profile: "weft", N: 9, Run: 1, ConvergeMS: -1, AliveMS: 4000, MinView: 5,
 		DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1, FalseDeaths: 7, CPUPeak: 2, Err: "converge: timed out"}
 	tests := []struct {
 		name string
@@ -89,13 +89,13 @@ func TestSummarize(t *testing.T) {
 		want []Summary
 	}{
 		{"medians of quiet runs", []Result{ok(1, 1000, 4000, false), ok(2, 3000, 6000, false), ok(3, 9000, 9000, true), ok(4, 2000, 5000, false)},
-			[]Summary{{Mode: "inproc", Profile: "weft", N: 3, Runs: 3, OK: 3, Noisy: 1, ConvergeMS: 2000,
+			[]Summary{{Mode: "inproc", Profile: "weft", N: 3, Runs: 3, OK: 3, Noisy: 1, ConvergeMS: 2000, AliveMS: 1000,
 				DetectFirstMS: 2500, DetectMedianMS: 5000, DetectAllMS: 5000, CPUSteady: 0.5, CPUPeak: 3}}},
 		{"all noisy", []Result{ok(1, 1000, 4000, true)},
-			[]Summary{{Mode: "inproc", Profile: "weft", N: 3, Runs: 1, OK: 1, Noisy: 1, ConvergeMS: 1000,
+			[]Summary{{Mode: "inproc", Profile: "weft", N: 3, Runs: 1, OK: 1, Noisy: 1, ConvergeMS: 1000, AliveMS: 500,
 				DetectFirstMS: 2000, DetectMedianMS: 4000, DetectAllMS: 4000, CPUSteady: 0.5, CPUPeak: 1}}},
 		{"stalled", []Result{stalled},
-			[]Summary{{Mode: "inproc", Profile: "weft", N: 9, Runs: 1, ConvergeMS: -1, DetectFirstMS: -1,
+			[]Summary{{Mode: "inproc", Profile: "weft", N: 9, Runs: 1, ConvergeMS: -1, AliveMS: 4000, DetectFirstMS: -1,
 				DetectMedianMS: -1, DetectAllMS: -1, FalseDeaths: 7, CPUSteady: -1, CPUPeak: 2}}},
 	}
 	for _, tt := range tests {

@@ -143,7 +143,7 @@ func (t *tracker) totalFalseDeaths() int {
 // without leaving (a crash) and the survivors are watched until all of them
 // have declared it dead.
 func runInproc(ctx context.Context, p profile, n, run int, o options) (res Result) {
-	res = Result{Mode: "inproc", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
+	res = Result{Mode: "inproc", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, AliveMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
 	peak := startPeak()
 	tr := newTracker(n)
 	members := make([]*gossip.Membership, 0, n)
@@ -213,6 +213,7 @@ func runInproc(ctx context.Context, p profile, n, run int, o options) (res Resul
 	c1 := markCPU()
 	tr.mu.Lock()
 	res.ConvergeMS = ms(tr.at.Sub(start))
+	res.AliveMS = res.ConvergeMS
 	tr.mu.Unlock()
 	res.MinView = n
 	res.CPUConverge = cores(c0, c1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -80,7 +81,7 @@ func gossipConfig(p profile) map[string]any {
 // labPoll, until all of them report it dead. The namespaces are removed
 // before it returns, whatever happens.
 func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) {
-	res = Result{Mode: "lab", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
+	res = Result{Mode: "lab", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, AliveMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
 	fail := func(what string, err error) Result {
 		res.Err = fmt.Sprintf("%s: %v", what, err)
 		return res
@@ -99,7 +100,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	if err != nil {
 		return fail("make work dir", err)
 	}
-	keep := false // a failed run keeps its agents' logs for a look
+	keep := o.keepLogs // a failed run keeps its agents' logs for a look
 	defer func() {
 		if !keep {
 			os.RemoveAll(dir)
@@ -142,9 +143,14 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		}
 	}
 	why := ""
+	aliveAt := make(map[string]time.Duration, n) // when each host first saw all n alive
 	conv, err := pollUntil(ctx, o.convergeTimeout, c0.wall, hosts, func(views []lab.View) []bool {
+		now := time.Since(c0.wall)
 		ok := make([]bool, len(views))
 		for i, v := range views {
+			if _, seen := aliveAt[v.Host]; !seen && v.Err == nil && numAlive(v) == n {
+				aliveAt[v.Host] = now
+			}
 			var w string
 			if ok[i], w = lab.Converged([]lab.View{v}, hosts); !ok[i] {
 				why = w
@@ -154,6 +160,9 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	}, v)
 	c1 := markCPU()
 	res.CPUConverge = cores(c0, c1)
+	if len(aliveAt) == n {
+		res.AliveMS = ms(slices.Max(slices.Collect(maps.Values(aliveAt))))
+	}
 	if err != nil {
 		res.MinView = labMinView(v.views(ctx, hosts))
 		keep = true
@@ -283,17 +292,22 @@ func labMinView(views []lab.View) int {
 		if v.Err != nil {
 			continue
 		}
-		alive := 0
-		for _, p := range v.Peers {
-			if p.State == gossip.StateAlive {
-				alive++
-			}
-		}
-		if least < 0 || alive < least {
+		if alive := numAlive(v); least < 0 || alive < least {
 			least = alive
 		}
 	}
 	return max(least, 0)
+}
+
+// numAlive returns how many peers, the agent itself included, v lists as alive.
+func numAlive(v lab.View) int {
+	alive := 0
+	for _, p := range v.Peers {
+		if p.State == gossip.StateAlive {
+			alive++
+		}
+	}
+	return alive
 }
 
 // countFalseDeaths counts the deaths of members other than victim in the agents' logs.

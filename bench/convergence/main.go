@@ -70,6 +70,7 @@ type options struct {
 	convergeTimeout time.Duration
 	detectTimeout   time.Duration
 	binary          string
+	keepLogs        bool
 	log             *slog.Logger
 }
 
@@ -94,6 +95,7 @@ func run() error {
 		detWait   = flag.Duration("detect-timeout", 60*time.Second, "give up waiting for every survivor to declare the crash after this")
 		seeds     = flag.Int("seeds", 3, "inproc: how many of the first members every member joins through")
 		binary    = flag.String("binary", "", "lab: weft binary to run (default: build ./cmd/weft into a temp dir)")
+		keepLogs  = flag.Bool("keep-logs", false, "lab: keep every run's work dir with the agents' logs (failed runs always keep theirs)")
 		stopBreak = flag.Bool("stop-on-break", true, "stop before the next size once no run of weft's profile converged")
 		quiet     = flag.Float64("quiet", 0.3, "before each run, wait until other processes use fewer cores than this; a run during which they used more is noisy")
 		quietWait = flag.Duration("quiet-wait", 10*time.Minute, "longest wait for a quiet machine before a run")
@@ -141,7 +143,7 @@ func run() error {
 	defer stop()
 
 	o := options{seeds: *seeds, joinRetryMax: 5 * time.Second, settle: *settle,
-		convergeTimeout: *convWait, detectTimeout: *detWait, binary: *binary, log: log}
+		convergeTimeout: *convWait, detectTimeout: *detWait, binary: *binary, keepLogs: *keepLogs, log: log}
 	var measure func(context.Context, profile, int, int, options) Result
 	switch *mode {
 	case "inproc":
@@ -227,7 +229,7 @@ func finish(results []Result, m Machine, asJSON bool, err error) error {
 
 func logResult(log *slog.Logger, r Result) {
 	log.Info("run", "mode", r.Mode, "n", r.N, "profile", r.Profile, "run", r.Run,
-		"converge_s", secs(r.ConvergeMS), "min_view", r.MinView,
+		"converge_s", secs(r.ConvergeMS), "alive_s", secs(r.AliveMS), "min_view", r.MinView,
 		"dead_first_s", secs(r.DetectFirstMS), "dead_median_s", secs(r.DetectMedianMS), "dead_all_s", secs(r.DetectAllMS),
 		"detected", r.Detected, "false_deaths", r.FalseDeaths,
 		"cpu_converge", fmt.Sprintf("%.2f", r.CPUConverge), "cpu_steady", fmt.Sprintf("%.2f", r.CPUSteady),

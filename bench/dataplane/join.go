@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -156,6 +158,10 @@ func joinTrial(ctx context.Context, n, trial int, o options) (tr JoinTrial) {
 		return fail(err)
 	}
 	if err := f.waitReady(ctx, others, o.waitTimeout); err != nil {
+		if o.logs != "" {
+			o.log.Info("keep agents' logs and stacks", "dir", o.logs, "prefix", f.l.Prefix())
+			err = errors.Join(err, f.keepLogs(o.logs, others, true))
+		}
 		return fail(err)
 	}
 	peerSubnets := make(map[string]netip.Prefix, len(others))
@@ -212,6 +218,13 @@ func joinTrial(ctx context.Context, n, trial int, o options) (tr JoinTrial) {
 	tr.Foreign = foreign(m0, markCPU())
 	tr.Noisy = tr.Foreign > o.quiet
 	o.log.Debug("newcomer's log", "host", newcomer, "started", t0.UTC().Format("15:04:05.000"), "log", f.c.Log(newcomer))
+	if o.logs != "" {
+		name := filepath.Join(o.logs, fmt.Sprintf("join-n%d-trial%d-%s.log", n, trial, t0.UTC().Format("150405")))
+		text := fmt.Sprintf("newcomer %s started at %s\n%s", newcomer, t0.UTC().Format(time.RFC3339Nano), f.c.Log(newcomer))
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			o.log.Warn("keep newcomer's log", "file", name, "err", err)
+		}
+	}
 
 	// The events said so; the kernels must agree (a route announced, then
 	// removed, would not count).

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/weft-net/weft/internal/lab"
@@ -117,6 +118,30 @@ func (f *testbed) waitReady(ctx context.Context, hosts []string, timeout time.Du
 			return fmt.Errorf("wait for %d data planes: %w (last: %s)\n%s", len(hosts), err, why, f.logTails(hosts))
 		}
 	}
+}
+
+// keepLogs writes every host's agent log to dir as <prefix>-<host>.log. With
+// stacks, it first sends each running agent SIGQUIT, so that the Go runtime
+// appends every goroutine's stack to the log (and the agent exits): what a
+// stuck agent was waiting for.
+func (f *testbed) keepLogs(dir string, hosts []string, stacks bool) error {
+	if stacks {
+		pids := f.c.Pids()
+		for _, h := range hosts {
+			if pid, ok := pids[h]; ok {
+				_ = syscall.Kill(pid, syscall.SIGQUIT)
+			}
+		}
+		for _, h := range hosts {
+			_ = f.c.Exited(h, 5*time.Second) // the exit status of a SIGQUIT is expected
+		}
+	}
+	var errs []error
+	for _, h := range hosts {
+		name := filepath.Join(dir, f.l.Prefix()+"-"+h+".log")
+		errs = append(errs, os.WriteFile(name, []byte(f.c.Log(h)), 0o644))
+	}
+	return errors.Join(errs...)
 }
 
 // subnet asks host's agent for its workload subnet.

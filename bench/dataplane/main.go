@@ -51,6 +51,7 @@ type options struct {
 	retries     int
 	waitTimeout time.Duration
 	binary      string
+	logs        string
 	log         *slog.Logger
 }
 
@@ -89,6 +90,7 @@ func run() error {
 		binary    = flag.String("binary", "", "weft binary the agents run (default: build ./cmd/weft into a temp dir)")
 		jsonOut   = flag.Bool("json", false, "print the machine, every sample and the summaries as JSON instead of Markdown")
 		save      = flag.String("save", "", "also write that JSON to this file")
+		logs      = flag.String("logs", "", "join: keep each newcomer's agent log in this directory, and when a cluster does not converge, every agent's log with its goroutine stacks (SIGQUIT)")
 		verbose   = flag.Bool("v", false, "debug logging on stderr")
 	)
 	flag.Parse()
@@ -136,7 +138,7 @@ func run() error {
 	defer stop()
 
 	o := options{runs: *runs, duration: *duration, streams: st, sizes: ns, trials: *trials, benchCount: *count,
-		quiet: *quiet, quietWait: *quietWait, retries: *retries, waitTimeout: *waitT, binary: *binary, log: log}
+		quiet: *quiet, quietWait: *quietWait, retries: *retries, waitTimeout: *waitT, binary: *binary, logs: *logs, log: log}
 	if (parts["throughput"] || parts["join"]) && o.binary == "" {
 		dir, err := os.MkdirTemp("", "weft-bench-dp-bin-")
 		if err != nil {
