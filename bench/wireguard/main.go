@@ -16,8 +16,11 @@
 //     handshake completes and the first echo reply of a `ping -i 0.01`
 //     arrives.
 //
-// It prints the conditions and Markdown tables on stdout (or JSON), every
-// sample on stderr. Nothing is asserted. It needs root, iperf3, wg(8), the
+// Before each measurement it waits for a quiet machine: other processes
+// using fewer than -quiet cores and no overflow of the ARP table, which all
+// namespaces share; a measurement during which either failed is marked
+// noisy and measured again. It prints the conditions and Markdown tables on
+// stdout (or JSON), every sample on stderr. Nothing is asserted. It needs root, iperf3, wg(8), the
 // weft binary (-weft) and the standalone wireguard-go binary (-wireguard).
 // It only sends packets inside namespaces it made, all named <prefix>-*
 // with a fresh prefix "wb...." printed on stderr, and removes them when it
