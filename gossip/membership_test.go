@@ -266,3 +266,32 @@ func TestReconnectAfterPartition(t *testing.T) {
 	collect(b2)
 	waitFor(t, "a sees b alive again", func() bool { m, ok := member(a, "b"); return ok && m.State == StateAlive })
 }
+
+// TestSetRecordNoWait: with timeout 0, SetRecord returns at once even in a
+// cluster (memberlist's UpdateNode(0) would wait for the broadcast without
+// limit) and the record still reaches the peer.
+func TestSetRecordNoWait(t *testing.T) {
+	a := startNode(t, "a", "c1", testKey, nil)
+	b := startNode(t, "b", "c1", testKey, nil)
+	collect(a)
+	collect(b)
+	if _, err := b.Join(context.Background(), []string{a.LocalAddr().String()}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "joined", func() bool { return a.NumAlive() == 2 })
+	for i := 1; i <= 20; i++ {
+		rec := testRecord("c1", fmt.Sprintf("10.244.%d.0/24", i))
+		done := make(chan error, 1)
+		go func() { done <- b.SetRecord(rec, 0) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("SetRecord(..., 0) still blocked after 5 s (update %d)", i)
+		}
+	}
+	want := testRecord("c1", "10.244.20.0/24")
+	waitFor(t, "a sees b's last record", func() bool { m, ok := member(a, "b"); return ok && m.Record.Equal(want) })
+}
