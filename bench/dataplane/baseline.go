@@ -107,9 +107,10 @@ var handVXLANAddrs = [2]netip.Prefix{netip.MustParsePrefix("10.251.0.1/30"), net
 // labs never share a wire anyway).
 const handVNI = "2"
 
-// newHandLab builds the hand lab. The caller must Close it, also after an
+// newHandLab builds the hand lab; with ruleset set, it also loads that
+// nftables ruleset on h1 and h2. The caller must Close it, also after an
 // error (then h.l may be nil).
-func newHandLab(ctx context.Context, o options) (h *handLab, err error) {
+func newHandLab(ctx context.Context, o options, ruleset string) (h *handLab, err error) {
 	h = &handLab{}
 	prefix, err := newPrefix()
 	if err != nil {
@@ -134,6 +135,16 @@ func newHandLab(ctx context.Context, o options) (h *handLab, err error) {
 		}
 	}
 	h1, h2, h3 := l.NSName("h1"), l.NSName("h2"), l.NSName("h3")
+	for _, ns := range []string{h1, h2} {
+		if ruleset == "" {
+			break
+		}
+		cmd := nsCommand(ctx, ns, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(ruleset)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return h, fmt.Errorf("load nftables ruleset in %s: %w: %s", ns, err, out)
+		}
+	}
 	a1, a2, a3 := l.HostAddr("h1").String(), l.HostAddr("h2").String(), l.HostAddr("h3").String()
 	return h, ipAll(ctx, [][]string{
 		{"-n", h1, "route", "add", handSubnets["h2"].String(), "via", a2, "dev", "eth0"},

@@ -172,10 +172,11 @@ func TestSummarizeJoin(t *testing.T) {
 		{N: 5, Trial: 3, SubnetMS: 20, FirstMS: 200, MedianMS: 250, AllMS: 300, SelfMS: 500},
 		{N: 5, Trial: 3, SubnetMS: 90, FirstMS: 900, MedianMS: 950, AllMS: 999, SelfMS: 999, Noisy: true},
 		{N: 20, Trial: 1, Err: "timeout", SubnetMS: -1, FirstMS: -1, MedianMS: -1, AllMS: -1, SelfMS: -1},
+		{N: 20, Trial: 1, Err: "no convergence", NoSetup: true, SubnetMS: -1, FirstMS: -1, MedianMS: -1, AllMS: -1, SelfMS: -1},
 	}
 	want := []JoinSummary{
 		{N: 5, Trials: 4, OK: 4, Noisy: 1, SubnetMS: 20, FirstMS: 200, MedianMS: 250, AllMS: 300, MaxAllMS: 400, SelfMS: 500},
-		{N: 20, Trials: 1, SubnetMS: -1, FirstMS: -1, MedianMS: -1, AllMS: -1, MaxAllMS: -1, SelfMS: -1},
+		{N: 20, Trials: 1, NoSetup: 1, SubnetMS: -1, FirstMS: -1, MedianMS: -1, AllMS: -1, MaxAllMS: -1, SelfMS: -1},
 	}
 	if diff := cmp.Diff(want, summarizeJoin(trials)); diff != "" {
 		t.Errorf("summarizeJoin (-want +got):\n%s", diff)

@@ -45,24 +45,38 @@ type JoinTrial struct {
 	SelfMS  float64 `json:"selfMs"`
 	Foreign float64 `json:"foreignCores"`
 	Noisy   bool    `json:"noisy,omitempty"`
-	Err     string  `json:"err,omitempty"`
+	// NoSetup is set when the first N-1 agents did not converge, so the
+	// newcomer never started: a fault of the cluster, not a join time.
+	NoSetup bool   `json:"noSetup,omitempty"`
+	Err     string `json:"err,omitempty"`
 }
 
 // runJoin runs o.trials trials per size in o.sizes, each in a fresh lab.
+// A trial is taken again in a new lab when it was noisy (up to o.retries
+// times) or when its first N-1 agents did not converge (up to o.setups
+// times); every attempt is returned.
 func runJoin(ctx context.Context, o options) []JoinTrial {
 	var out []JoinTrial
 	for _, n := range o.sizes {
 		for t := 1; t <= o.trials && ctx.Err() == nil; t++ {
-			for try := 0; try <= o.retries && ctx.Err() == nil; try++ {
+			noisy, setups := 0, 0
+			for ctx.Err() == nil {
+				waitQuiet(ctx, o.quiet, o.quietWait, o.log)
 				tr := joinTrial(ctx, n, t, o)
 				out = append(out, tr)
 				o.log.Info("join", "n", n, "trial", t, "newcomer", tr.Newcomer, "subnet", tr.Subnet,
 					"subnet_ms", tr.SubnetMS, "first_ms", tr.FirstMS, "median_ms", tr.MedianMS, "all_ms", tr.AllMS,
 					"self_ms", tr.SelfMS, "programmed", tr.Programmed, "foreign_cores", fmt.Sprintf("%.2f", tr.Foreign),
-					"noisy", tr.Noisy, "err", tr.Err)
-				if !tr.Noisy {
-					break
+					"noisy", tr.Noisy, "no_setup", tr.NoSetup, "err", tr.Err)
+				if tr.NoSetup && setups < o.setups {
+					setups++
+					continue
 				}
+				if tr.Noisy && noisy < o.retries {
+					noisy++
+					continue
+				}
+				break
 			}
 		}
 	}
@@ -162,6 +176,7 @@ func joinTrial(ctx context.Context, n, trial int, o options) (tr JoinTrial) {
 			o.log.Info("keep agents' logs and stacks", "dir", o.logs, "prefix", f.l.Prefix())
 			err = errors.Join(err, f.keepLogs(o.logs, others, true))
 		}
+		tr.NoSetup = true
 		return fail(err)
 	}
 	peerSubnets := make(map[string]netip.Prefix, len(others))
@@ -290,70 +305,4 @@ func hasWeftRoute(nsPath string, dst netip.Prefix) error {
 		}
 	}
 	return fmt.Errorf("no protocol %d route to %s in the kernel", fabric.RouteProtocol, dst)
-}
-
-// JoinSummary is the medians over the trials of one size.
-type JoinSummary struct {
-	N      int `json:"n"`
-	Trials int `json:"trials"`
-	OK     int `json:"ok"`
-	// Noisy trials are left out of the medians unless every one was noisy.
-	Noisy    int     `json:"noisy"`
-	SubnetMS float64 `json:"subnetMs"`
-	FirstMS  float64 `json:"firstMs"`
-	MedianMS float64 `json:"medianMs"`
-	AllMS    float64 `json:"allMs"`
-	MaxAllMS float64 `json:"maxAllMs"`
-	SelfMS   float64 `json:"selfMs"`
-}
-
-// summarizeJoin groups trials by size, in first-seen order.
-func summarizeJoin(trials []JoinTrial) []JoinSummary {
-	var out []JoinSummary
-	idx := map[int]int{}
-	groups := map[int][]JoinTrial{}
-	for _, t := range trials {
-		if _, ok := idx[t.N]; !ok {
-			idx[t.N] = len(out)
-			out = append(out, JoinSummary{N: t.N})
-		}
-		groups[t.N] = append(groups[t.N], t)
-	}
-	for i, s := range out {
-		var good, quiet []JoinTrial
-		for _, t := range groups[s.N] {
-			s.Trials++
-			if t.Err != "" {
-				continue
-			}
-			good = append(good, t)
-			if t.Noisy {
-				s.Noisy++
-			} else {
-				quiet = append(quiet, t)
-			}
-		}
-		s.OK = len(good)
-		if len(quiet) > 0 {
-			good = quiet
-		}
-		col := func(get func(JoinTrial) float64) float64 {
-			var xs []float64
-			for _, t := range good {
-				xs = append(xs, get(t))
-			}
-			return median(xs)
-		}
-		s.SubnetMS = col(func(t JoinTrial) float64 { return t.SubnetMS })
-		s.FirstMS = col(func(t JoinTrial) float64 { return t.FirstMS })
-		s.MedianMS = col(func(t JoinTrial) float64 { return t.MedianMS })
-		s.AllMS = col(func(t JoinTrial) float64 { return t.AllMS })
-		s.SelfMS = col(func(t JoinTrial) float64 { return t.SelfMS })
-		s.MaxAllMS = -1
-		for _, t := range good {
-			s.MaxAllMS = max(s.MaxAllMS, t.AllMS)
-		}
-		out[i] = s
-	}
-	return out
 }

@@ -49,9 +49,11 @@ type options struct {
 	quiet       float64
 	quietWait   time.Duration
 	retries     int
+	setups      int
 	waitTimeout time.Duration
 	binary      string
 	logs        string
+	paths       map[string]bool // path names to measure; nil means all
 	log         *slog.Logger
 }
 
@@ -80,8 +82,10 @@ func run() error {
 		runs      = flag.Int("runs", 3, "throughput: runs per path and stream count")
 		duration  = flag.Duration("t", 10*time.Second, "throughput: length of one iperf3 run")
 		streams   = flag.String("streams", "1,4", "throughput: comma-separated iperf3 stream counts (-P)")
+		pathList  = flag.String("paths", "", "throughput: comma-separated paths to measure (raw, host, host-routed, hand, hand-vxlan, hand-nft, direct, vxlan; default all)")
 		sizes     = flag.String("n", "5,20", "join: comma-separated cluster sizes (hosts, the newcomer included)")
 		trials    = flag.Int("trials", 3, "join: trials per size, each in a fresh lab")
+		setups    = flag.Int("setups", 3, "join: build a new lab up to this many more times per trial when its first N-1 agents do not converge")
 		count     = flag.Int("count", 5, "planner: go test -count")
 		quiet     = flag.Float64("quiet", 0.3, "before each measurement, wait until other processes use fewer cores than this; a measurement during which they used more is noisy")
 		quietWait = flag.Duration("quiet-wait", 5*time.Minute, "longest wait for a quiet machine before a measurement")
@@ -125,8 +129,8 @@ func run() error {
 		return fmt.Errorf("-count %d: want at least 1", *count)
 	case *duration < time.Second:
 		return fmt.Errorf("-t %s: want at least 1s", *duration)
-	case *retries < 0 || *quiet <= 0:
-		return fmt.Errorf("-retries %d, -quiet %g: want -retries >= 0 and -quiet > 0", *retries, *quiet)
+	case *retries < 0 || *setups < 0 || *quiet <= 0:
+		return fmt.Errorf("-retries %d, -setups %d, -quiet %g: want -retries >= 0, -setups >= 0 and -quiet > 0", *retries, *setups, *quiet)
 	}
 	if (parts["throughput"] || parts["join"]) && os.Geteuid() != 0 {
 		return errors.New("throughput and join need root: they make network namespaces, veths and bridges (run -what planner without root)")
@@ -137,8 +141,19 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var paths map[string]bool
+	if *pathList != "" {
+		paths = map[string]bool{}
+		for k := range strings.SplitSeq(*pathList, ",") {
+			name, ok := pathKeys[strings.TrimSpace(k)]
+			if !ok {
+				return fmt.Errorf("-paths %q: unknown path %q", *pathList, k)
+			}
+			paths[name] = true
+		}
+	}
 	o := options{runs: *runs, duration: *duration, streams: st, sizes: ns, trials: *trials, benchCount: *count,
-		quiet: *quiet, quietWait: *quietWait, retries: *retries, waitTimeout: *waitT, binary: *binary, logs: *logs, log: log}
+		quiet: *quiet, quietWait: *quietWait, retries: *retries, setups: *setups, waitTimeout: *waitT, binary: *binary, logs: *logs, paths: paths, log: log}
 	if (parts["throughput"] || parts["join"]) && o.binary == "" {
 		dir, err := os.MkdirTemp("", "weft-bench-dp-bin-")
 		if err != nil {

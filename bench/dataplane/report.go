@@ -29,8 +29,8 @@ func printMarkdown(w io.Writer, out Output, o options) {
 	}
 
 	if len(out.Throughput) > 0 {
-		fmt.Fprintf(w, "Throughput (iperf3 TCP, receiver's rate in Gbit/s, median of up to %d runs of %s; noisy runs left out):\n\n", o.runs, o.duration)
-		fmt.Fprintln(w, "| path | streams | Gbit/s | min - max | vs raw veth | vs its baseline | retransmits | runs ok / noisy |")
+		fmt.Fprintf(w, "Throughput (iperf3 TCP, receiver's rate in Gbit/s, median of %d runs of %s; a noisy measurement is left out and taken again, up to -retries times):\n\n", o.runs, o.duration)
+		fmt.Fprintln(w, "| path | streams | Gbit/s | min - max | vs raw veth | vs its baseline | retransmits | measured / noisy |")
 		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, s := range out.Throughput {
 			vsBase := "-"
@@ -44,7 +44,9 @@ func printMarkdown(w io.Writer, out Output, o options) {
 		fmt.Fprintln(w, "Paths:")
 		fmt.Fprintln(w)
 		for _, p := range pathOrder {
-			fmt.Fprintf(w, "- %s: %s\n", p, pathDesc[p])
+			if slices.ContainsFunc(out.Throughput, func(s TputSummary) bool { return s.Path == p }) {
+				fmt.Fprintf(w, "- %s: %s\n", p, pathDesc[p])
+			}
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Setup:")
@@ -58,10 +60,10 @@ func printMarkdown(w io.Writer, out Output, o options) {
 	if len(out.Join) > 0 {
 		fmt.Fprintln(w, "Join: from starting the newcomer's agent until the kernels hold the routes (ms, medians over the trials; noisy trials left out):")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| hosts | trials ok / noisy | newcomer has a subnet | first other host | median other host | every other host | worst trial, every other host | newcomer's routes to all |")
-		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Fprintln(w, "| hosts | trials ok / noisy | labs whose N-1 agents never converged | newcomer has a subnet | first other host | median other host | every other host | worst trial, every other host | newcomer's routes to all |")
+		fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for _, s := range out.Join {
-			fmt.Fprintf(w, "| %d | %d of %d / %d | %s | %s | %s | %s | %s | %s |\n", s.N, s.OK, s.Trials, s.Noisy,
+			fmt.Fprintf(w, "| %d | %d of %d / %d | %d | %s | %s | %s | %s | %s | %s |\n", s.N, s.OK, s.Trials, s.Noisy, s.NoSetup,
 				num(s.SubnetMS), num(s.FirstMS), num(s.MedianMS), num(s.AllMS), num(s.MaxAllMS), num(s.SelfMS))
 		}
 		fmt.Fprintln(w)

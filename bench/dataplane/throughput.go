@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,11 +23,18 @@ const (
 	pathHostRouted = "host h1 -> h3"
 	pathHandDirect = "hand direct"
 	pathHandVXLAN  = "hand VXLAN"
+	pathHandNFT    = "hand direct + nft"
 	pathDirect     = "weft direct"
 	pathVXLAN      = "weft VXLAN"
 )
 
-var pathOrder = []string{pathRaw, pathHost, pathHostRouted, pathHandDirect, pathHandVXLAN, pathDirect, pathVXLAN}
+var pathOrder = []string{pathRaw, pathHost, pathHostRouted, pathHandDirect, pathHandVXLAN, pathHandNFT, pathDirect, pathVXLAN}
+
+// pathKeys names the paths for -paths.
+var pathKeys = map[string]string{
+	"raw": pathRaw, "host": pathHost, "host-routed": pathHostRouted, "hand": pathHandDirect,
+	"hand-vxlan": pathHandVXLAN, "hand-nft": pathHandNFT, "direct": pathDirect, "vxlan": pathVXLAN,
+}
 
 // pathDesc says what each path is.
 var pathDesc = map[string]string{
@@ -37,6 +43,7 @@ var pathDesc = map[string]string{
 	pathHostRouted: "lab underlay across the router: h1 -> bridge -> rt1 -> bridge -> h3 (the VXLAN path's underlay), no weft",
 	pathHandDirect: "a second lab without agents: workload wa on h1 -> wb on h2, routes made by hand, no nftables",
 	pathHandVXLAN:  "the same second lab: wa on h1 -> wc on h3 through a point-to-point kernel VXLAN device made by hand (iproute2 defaults), no nftables",
+	pathHandNFT:    "a third lab, as the second, with weft's nftables ruleset (copied from weft's h1) loaded on h1 and h2: its masquerade rule never matches these addresses, but the nat hook turns on connection tracking for every forwarded packet",
 	pathDirect:     "weft's direct path: workload w1 on h1 -> w2 on h2, as the agents programmed it",
 	pathVXLAN:      "weft's VXLAN path: workload w1 on h1 -> w3 on h3, as the agents programmed it",
 }
@@ -49,6 +56,7 @@ var baselineOf = map[string]string{
 	pathHostRouted: pathHost,
 	pathHandDirect: pathHost,
 	pathHandVXLAN:  pathHostRouted,
+	pathHandNFT:    pathHandDirect,
 	pathDirect:     pathHandDirect,
 	pathVXLAN:      pathHandVXLAN,
 }
@@ -89,29 +97,19 @@ type Note struct {
 }
 
 // runThroughput builds the default lab with an agent on every host and
-// workloads w1..w3 on h1..h3, a hand-routed copy of it without weft, and a
-// raw veth pair; checks that weft chose direct for h1-h2 and VXLAN for h1-h3;
-// then measures every path o.runs times per stream count, the paths' order
-// rotating from run to run. It returns every sample (with the ones that
-// failed) and notes on how the kernel routes each path. Everything it made is
-// gone when it returns.
+// workloads w1..w3 on h1..h3; a hand-routed copy of it without weft, and
+// another with weft's nftables ruleset; and a raw veth pair. It checks that
+// weft chose direct for h1-h2 and VXLAN for h1-h3, then measures each path
+// of o.paths o.runs times per stream count, the paths' order rotating from
+// run to run. It returns every sample (with the ones that failed) and notes
+// on how the kernel routes each path. Everything it made is gone when it
+// returns.
 func runThroughput(ctx context.Context, o options) (samples []Sample, notes []Note, err error) {
 	f, err := newTestbed(ctx, netlab.DefaultTopology(), lab.DefaultRegions(), o)
 	defer func() { err = errors.Join(err, f.Close()) }()
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := newRawVeth(ctx, f.l.Prefix())
-	defer func() { err = errors.Join(err, raw.Close()) }()
-	if err != nil {
-		return nil, nil, err
-	}
-	hand, err := newHandLab(ctx, o)
-	defer func() { err = errors.Join(err, hand.Close()) }()
-	if err != nil {
-		return nil, nil, err
-	}
-
 	hosts := f.l.Hosts()
 	if err := f.start(hosts, []netip.Addr{f.l.HostAddr("h1"), f.l.HostAddr("h4")}); err != nil {
 		return nil, nil, err
@@ -142,16 +140,45 @@ func runThroughput(ctx context.Context, o options) (samples []Sample, notes []No
 			return nil, nil, fmt.Errorf("weft's path %s -> %s is %q, want %q", pair[0], pair[1], got, w)
 		}
 	}
+	h1 := f.l.NSName("h1")
+	ruleset, err := nsCommand(ctx, h1, "nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		return nil, nil, fmt.Errorf("nft list ruleset in %s: %w: %s", h1, err, ruleset)
+	}
+	notes = append(notes, Note{What: "nftables on weft's h1 (the hand lab has none)", Text: oneLine(string(ruleset))})
 
-	h1, hh1 := f.l.NSName("h1"), hand.l.NSName("h1")
-	paths := []path{
+	raw, err := newRawVeth(ctx, f.l.Prefix())
+	defer func() { err = errors.Join(err, raw.Close()) }()
+	if err != nil {
+		return nil, nil, err
+	}
+	hand, err := newHandLab(ctx, o, "")
+	defer func() { err = errors.Join(err, hand.Close()) }()
+	if err != nil {
+		return nil, nil, err
+	}
+	handNFT, err := newHandLab(ctx, o, string(ruleset))
+	defer func() { err = errors.Join(err, handNFT.Close()) }()
+	if err != nil {
+		return nil, nil, err
+	}
+
+	hh1 := hand.l.NSName("h1")
+	all := []path{
 		{name: pathRaw, src: raw.a, dst: raw.b, to: raw.addrB, via: raw.a},
 		{name: pathHost, src: h1, dst: f.l.NSName("h2"), to: f.l.HostAddr("h2"), via: h1},
 		{name: pathHostRouted, src: h1, dst: f.l.NSName("h3"), to: f.l.HostAddr("h3"), via: h1},
 		{name: pathHandDirect, src: hand.l.NSName("wa"), dst: hand.l.NSName("wb"), to: hand.wb.Addr, via: hh1},
 		{name: pathHandVXLAN, src: hand.l.NSName("wa"), dst: hand.l.NSName("wc"), to: hand.wc.Addr, via: hh1},
+		{name: pathHandNFT, src: handNFT.l.NSName("wa"), dst: handNFT.l.NSName("wb"), to: handNFT.wb.Addr, via: handNFT.l.NSName("h1")},
 		{name: pathDirect, src: f.l.NSName("w1"), dst: f.l.NSName("w2"), to: ws["w2"].Addr, via: h1},
 		{name: pathVXLAN, src: f.l.NSName("w1"), dst: f.l.NSName("w3"), to: ws["w3"].Addr, via: h1},
+	}
+	var paths []path
+	for _, p := range all {
+		if o.paths == nil || o.paths[p.name] {
+			paths = append(paths, p)
+		}
 	}
 	for _, p := range paths {
 		// A ping first: neighbours resolved, and a broken path fails here, not in iperf3.
@@ -170,9 +197,6 @@ func runThroughput(ctx context.Context, o options) (samples []Sample, notes []No
 			return nil, nil, err
 		}
 		notes = append(notes, Note{What: c.what, Text: oneLine(out)})
-	}
-	if out, err := nsCommand(ctx, h1, "nft", "list", "ruleset").CombinedOutput(); err == nil {
-		notes = append(notes, Note{What: "nftables on weft's h1 (the hand lab has none)", Text: oneLine(string(out))})
 	}
 
 	for r := 1; r <= o.runs; r++ {
@@ -319,91 +343,4 @@ func parseIperf(b []byte) (iperfResult, error) {
 		return r, errors.New("iperf3 json: no end.sum_received.bits_per_second")
 	}
 	return r, nil
-}
-
-// TputSummary is the medians of one path and stream count.
-type TputSummary struct {
-	Path    string `json:"path"`
-	Streams int    `json:"streams"`
-	// Runs counts every sample; OK those that measured; Noisy the measured
-	// ones taken while other processes were busy, left out of the medians
-	// unless every one was noisy.
-	Runs  int     `json:"runs"`
-	OK    int     `json:"ok"`
-	Noisy int     `json:"noisy"`
-	Gbps  float64 `json:"gbps"`
-	Min   float64 `json:"min"`
-	Max   float64 `json:"max"`
-	// VsRaw is Gbps over the raw veth's median at the same stream count;
-	// VsBase over the median of Base, the path's baseline (baselineOf).
-	// 0 when missing.
-	VsRaw       float64 `json:"vsRaw"`
-	Base        string  `json:"base,omitempty"`
-	VsBase      float64 `json:"vsBase"`
-	Retransmits float64 `json:"retransmits"`
-}
-
-// summarizeThroughput groups samples by stream count, then path in
-// pathOrder, and computes medians and ratios.
-func summarizeThroughput(samples []Sample) []TputSummary {
-	type key struct {
-		streams int
-		path    string
-	}
-	groups := map[key][]Sample{}
-	var keys []key
-	for _, s := range samples {
-		k := key{s.Streams, s.Path}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], s)
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if a.streams != b.streams {
-			return a.streams - b.streams
-		}
-		return slices.Index(pathOrder, a.path) - slices.Index(pathOrder, b.path)
-	})
-	var out []TputSummary
-	for _, k := range keys {
-		sum := TputSummary{Path: k.path, Streams: k.streams, Runs: len(groups[k])}
-		var quiet, all, quietRetr, allRetr []float64
-		for _, s := range groups[k] {
-			if s.Err != "" {
-				continue
-			}
-			sum.OK++
-			all, allRetr = append(all, s.Gbps), append(allRetr, float64(s.Retransmits))
-			if s.Noisy {
-				sum.Noisy++
-				continue
-			}
-			quiet, quietRetr = append(quiet, s.Gbps), append(quietRetr, float64(s.Retransmits))
-		}
-		use, retr := quiet, quietRetr
-		if len(use) == 0 {
-			use, retr = all, allRetr
-		}
-		sum.Gbps = median(use)
-		if len(use) > 0 {
-			sum.Min, sum.Max = slices.Min(use), slices.Max(use)
-		}
-		sum.Retransmits = median(retr)
-		out = append(out, sum)
-	}
-	base := map[key]float64{}
-	for _, s := range out {
-		base[key{s.Streams, s.Path}] = s.Gbps
-	}
-	for i, s := range out {
-		if b := base[key{s.Streams, pathRaw}]; b > 0 && s.Gbps > 0 {
-			out[i].VsRaw = s.Gbps / b
-		}
-		out[i].Base = baselineOf[s.Path]
-		if b := base[key{s.Streams, out[i].Base}]; b > 0 && s.Gbps > 0 {
-			out[i].VsBase = s.Gbps / b
-		}
-	}
-	return out
 }
