@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
@@ -24,6 +25,9 @@ import (
 // labPoll is how often the lab runs ask the agents for their views: the
 // resolution of the lab numbers.
 const labPoll = 100 * time.Millisecond
+
+// slowConverge is when a lab run starts logging what it still waits for.
+const slowConverge = 5 * time.Second
 
 // labTopology returns two L2 segments joined by router rt, with hosts
 // h1..hn split between them (the first half on sa), all in one region.
@@ -142,7 +146,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			return fail("start agents", err)
 		}
 	}
-	why := ""
+	why, lastWhy := "", ""
 	aliveAt := make(map[string]time.Duration, n) // when each host first saw all n alive
 	conv, err := pollUntil(ctx, o.convergeTimeout, c0.wall, hosts, func(views []lab.View) []bool {
 		now := time.Since(c0.wall)
@@ -155,6 +159,10 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			if ok[i], w = lab.Converged([]lab.View{v}, hosts); !ok[i] {
 				why = w
 			}
+		}
+		if why != lastWhy && now > slowConverge {
+			slog.Info("still converging", "after_s", fmt.Sprintf("%.1f", now.Seconds()), "waiting_for", why)
+			lastWhy = why
 		}
 		return ok
 	}, v)
