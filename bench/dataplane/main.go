@@ -98,6 +98,12 @@ func run() error {
 		verbose   = flag.Bool("v", false, "debug logging on stderr")
 	)
 	flag.Parse()
+	if *logs != "" {
+		if err := os.MkdirAll(*logs, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "dataplane: -logs: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
