@@ -259,8 +259,21 @@ func (s *store) observeLocked(v HLC) {
 	}
 }
 
-// put writes value under key as this node. The value is copied.
-func (s *store) put(kind StoreKind, key string, value []byte) (StoreEntry, error) {
+// put writes value under key as this node and reports whether it wrote:
+// a value equal to the live one is not written again, and the entry in
+// force is returned. The value is copied.
+func (s *store) put(kind StoreKind, key string, value []byte) (StoreEntry, bool, error) {
+	e, err := s.putValue(kind, key, value)
+	if errors.Is(err, errUnchanged) {
+		return e, false, nil
+	}
+	return e, err == nil, err
+}
+
+// errUnchanged tells put that the value is already in force.
+var errUnchanged = errors.New("unchanged")
+
+func (s *store) putValue(kind StoreKind, key string, value []byte) (StoreEntry, error) {
 	e := StoreEntry{Kind: kind, Key: key, Value: bytes.Clone(value)}
 	if e.Value == nil {
 		e.Value = []byte{}
@@ -273,6 +286,11 @@ func (s *store) put(kind StoreKind, key string, value []byte) (StoreEntry, error
 			entryErr("key", key, "endpoint of node %s, this node is %s: an endpoint is written only by its own node", endpointNode(key), s.self))
 	}
 	s.mu.Lock()
+	if old, ok := s.entries[idOf(e)]; ok && !old.Deleted && bytes.Equal(old.Value, e.Value) {
+		s.mu.Unlock()
+		old.Value = bytes.Clone(old.Value)
+		return old, errUnchanged
+	}
 	e.Version = s.tickLocked()
 	s.mu.Unlock()
 	if err := validateEntry(e); err != nil {

@@ -339,3 +339,24 @@ func TestStoreRemoteRefusals(t *testing.T) {
 	a.bcast.QueueBroadcast(&storeBroadcast{name: "junk", msg: []byte{msgStoreEntry, 9, 9}})
 	waitFor(t, "malformed message logged", func() bool { return strings.Contains(log.String(), "malformed store message ignored") })
 }
+
+// TestStoreTombstonePurgedEverywhere: with a short TTL, a deletion reaches
+// every node and its tombstone is then purged everywhere.
+func TestStoreTombstonePurgedEverywhere(t *testing.T) {
+	ms := startStoreCluster(t, 3, func(c *Config) { c.TombstoneTTL = 300 * time.Millisecond; c.PushPullInterval = 200 * time.Millisecond })
+	if _, err := ms[0].Put(StorePolicy, "P//short-lived", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "put everywhere", func() bool { return converged(ms) && len(ms[2].List(StorePolicy)) == 1 })
+	if _, err := ms[1].Delete(StorePolicy, "P//short-lived"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "tombstone purged everywhere", func() bool {
+		for _, m := range ms {
+			if len(m.store.all()) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}

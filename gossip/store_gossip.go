@@ -28,16 +28,21 @@ var errClosed = errors.New("membership shut down")
 // The key must have its kind's shape (see StoreKind), and an endpoint key
 // must name this node. Config.ValidateEntry, if set, sees the entry first.
 // Errors name the field and value and change nothing. Put does not block
-// on the network; it returns the entry as written, with its version.
+// on the network; it returns the entry as written, with its version. A
+// value equal to the live one is not written again (no new version, no
+// broadcast, no change signalled): Put returns the entry in force, so
+// applying the same thing twice is idempotent.
 func (m *Membership) Put(kind StoreKind, key string, value []byte) (StoreEntry, error) {
 	if m.isClosed() {
 		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, errClosed)
 	}
-	e, err := m.store.put(kind, key, value)
+	e, wrote, err := m.store.put(kind, key, value)
 	if err != nil {
 		return StoreEntry{}, err
 	}
-	m.publish(e)
+	if wrote {
+		m.publish(e)
+	}
 	return e, nil
 }
 

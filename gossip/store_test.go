@@ -42,7 +42,7 @@ func testStore(self string, clock *fakeClock, validate func(StoreEntry) error, l
 
 func mustPut(t *testing.T, s *store, kind StoreKind, key, value string) StoreEntry {
 	t.Helper()
-	e, err := s.put(kind, key, []byte(value))
+	e, _, err := s.put(kind, key, []byte(value))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +264,11 @@ func TestEndpointOwnership(t *testing.T) {
 	var log lineLog
 	clock := newFakeClock()
 	s := testStore("a", clock, nil, &log)
-	if _, err := s.put(StoreEndpoint, "a/web-1", []byte("{}")); err != nil {
+	if _, _, err := s.put(StoreEndpoint, "a/web-1", []byte("{}")); err != nil {
 		t.Fatalf("own endpoint: %v", err)
 	}
 	var ee *EntryError
-	if _, err := s.put(StoreEndpoint, "b/web-1", []byte("{}")); !errors.As(err, &ee) || ee.Field != "key" || ee.Value != "b/web-1" {
+	if _, _, err := s.put(StoreEndpoint, "b/web-1", []byte("{}")); !errors.As(err, &ee) || ee.Field != "key" || ee.Value != "b/web-1" {
 		t.Errorf("put of b's endpoint on a: %v", err)
 	}
 	if _, err := s.del(StoreEndpoint, "b/web-1"); err == nil {
@@ -307,7 +307,7 @@ func TestValidatorRefuses(t *testing.T) {
 	}
 	clock := newFakeClock()
 	s := testStore("a", clock, validate, &log)
-	if _, err := s.put(StorePolicy, "P//x", []byte("bad")); err == nil || !strings.Contains(err.Error(), "value says bad") {
+	if _, _, err := s.put(StorePolicy, "P//x", []byte("bad")); err == nil || !strings.Contains(err.Error(), "value says bad") {
 		t.Errorf("put refused by the validator: %v", err)
 	}
 	remote := StoreEntry{Kind: StorePolicy, Key: "P//y", Value: []byte("bad too"), Version: HLC{Wall: clock.Now().UnixMilli(), Node: "b"}}
@@ -350,7 +350,7 @@ func TestStoreLimits(t *testing.T) {
 		{StoreEndpoint, "a/b/c", nil, "key", "a/b/c"},
 		{StorePolicy, "P//x", make([]byte, MaxStoreValueSize+1), "value", "65537 bytes"},
 	} {
-		_, err := s.put(tc.kind, tc.key, tc.value)
+		_, _, err := s.put(tc.kind, tc.key, tc.value)
 		var ee *EntryError
 		if !errors.As(err, &ee) || ee.Field != tc.field || ee.Value != tc.bad {
 			t.Errorf("put(%d, %q, %d bytes) = %v; want an EntryError for %s %q", tc.kind, tc.key, len(tc.value), err, tc.field, tc.bad)
@@ -387,7 +387,7 @@ func TestStoreFull(t *testing.T) {
 	var err error
 	n := 0
 	for ; err == nil && n < 1000; n++ {
-		_, err = s.put(StorePolicy, fmt.Sprintf("P//p%04d", n), value)
+		_, _, err = s.put(StorePolicy, fmt.Sprintf("P//p%04d", n), value)
 	}
 	if !errors.Is(err, ErrStoreFull) {
 		t.Fatalf("after %d puts of 64 KiB: %v, want ErrStoreFull", n, err)
@@ -396,7 +396,36 @@ func TestStoreFull(t *testing.T) {
 		t.Errorf("size %d when full, limit %d", s.size, MaxStoreSize)
 	}
 	// Replacing an entry by a smaller one is still allowed.
-	if _, err := s.put(StorePolicy, "P//p0000", nil); err != nil {
+	if _, _, err := s.put(StorePolicy, "P//p0000", nil); err != nil {
 		t.Errorf("shrinking put refused: %v", err)
+	}
+}
+
+// TestPutIdempotent: writing the value in force again writes nothing.
+func TestPutIdempotent(t *testing.T) {
+	clock := newFakeClock()
+	s := testStore("a", clock, nil, nil)
+	first := mustPut(t, s, StorePolicy, "P//x", "v")
+	rev := s.rev.Load()
+	<-s.changed
+	clock.Add(time.Second)
+	again, wrote, err := s.put(StorePolicy, "P//x", []byte("v"))
+	if err != nil || wrote || again.Version != first.Version {
+		t.Errorf("second put of the same value: %+v, wrote %v, %v; want the first entry", again, wrote, err)
+	}
+	if s.rev.Load() != rev {
+		t.Errorf("revision moved from %d to %d", rev, s.rev.Load())
+	}
+	select {
+	case <-s.changed:
+		t.Error("change signalled")
+	default:
+	}
+	// After a delete, the same value is a new write.
+	if _, err := s.del(StorePolicy, "P//x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, wrote, _ := s.put(StorePolicy, "P//x", []byte("v")); !wrote {
+		t.Error("put after delete not written")
 	}
 }
