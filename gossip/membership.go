@@ -272,6 +272,11 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("gossip: start memberlist on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
 	m.list = list
+	// Only now: publishing needs the list, and the snapshot loaded above
+	// is not news to anyone.
+	m.store.mu.Lock()
+	m.store.publish = m.publish
+	m.store.mu.Unlock()
 	m.done.Add(4)
 	go m.pump()
 	go m.reconnectLoop()

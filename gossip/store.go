@@ -213,6 +213,12 @@ type store struct {
 	now      func() time.Time
 	validate func(StoreEntry) error // nil: everything valid
 	log      *slog.Logger
+	// publish, if set, spreads an entry that was just applied: written
+	// here (local) or received by gossip and to be passed on. It is called
+	// with mu held, so that the order in which entries of one key are
+	// queued is the order in which they won; it must not block or call
+	// back into the store.
+	publish func(e StoreEntry, local bool)
 
 	mu      sync.Mutex
 	entries map[storeID]StoreEntry
@@ -308,7 +314,11 @@ func (s *store) putValue(kind StoreKind, key string, value []byte) (StoreEntry, 
 		return StoreEntry{}, fmt.Errorf("put %s %s: %w: %d bytes in use, this entry takes %d, limit %d",
 			kind, key, ErrStoreFull, s.size, entrySize(e), MaxStoreSize)
 	}
-	s.applyLocked(e)
+	// It loses only to a newer write that arrived meanwhile, which is
+	// then the one in force and spread by its writer.
+	if s.applyLocked(e) && s.publish != nil {
+		s.publish(e, true)
+	}
 	return e, nil
 }
 
@@ -327,7 +337,9 @@ func (s *store) del(kind StoreKind, key string) (StoreEntry, error) {
 		return StoreEntry{}, fmt.Errorf("delete %s %s: %w", kind, key, ErrNotFound)
 	}
 	e := StoreEntry{Kind: kind, Key: key, Version: s.tickLocked(), Deleted: true}
-	s.applyLocked(e)
+	if s.applyLocked(e) && s.publish != nil {
+		s.publish(e, true)
+	}
 	return e, nil
 }
 
@@ -352,10 +364,11 @@ func (s *store) applyLocked(e StoreEntry) bool {
 }
 
 // merge validates and applies entries received from a peer (from says
-// which, for the log) and returns those that changed the store. An entry
-// that fails validation, the ownership rule, the clock-skew bound or the
-// validator is dropped and logged once. The slice is not retained.
-func (s *store) merge(in []StoreEntry, from string) []StoreEntry {
+// which, for the log) and returns those that changed the store; with relay
+// set, it publishes them too. An entry that fails validation, the
+// ownership rule, the clock-skew bound or the validator is dropped and
+// logged once. The slice is not retained.
+func (s *store) merge(in []StoreEntry, from string, relay bool) []StoreEntry {
 	now := s.now()
 	accepted := make([]StoreEntry, 0, len(in))
 	for _, e := range in {
@@ -377,6 +390,9 @@ func (s *store) merge(in []StoreEntry, from string) []StoreEntry {
 		}
 		if s.applyLocked(e) {
 			applied = append(applied, e)
+			if relay && s.publish != nil {
+				s.publish(e, false)
+			}
 		}
 	}
 	return applied
@@ -486,6 +502,6 @@ func (s *store) all() []StoreEntry {
 // load puts entries read from a snapshot into an empty store, as merge
 // does (validated, expired tombstones dropped), and returns how many it kept.
 func (s *store) load(in []StoreEntry) int {
-	applied := s.merge(in, "snapshot")
+	applied := s.merge(in, "snapshot", false)
 	return len(applied)
 }

@@ -36,12 +36,9 @@ func (m *Membership) Put(kind StoreKind, key string, value []byte) (StoreEntry, 
 	if m.isClosed() {
 		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, errClosed)
 	}
-	e, wrote, err := m.store.put(kind, key, value)
+	e, _, err := m.store.put(kind, key, value)
 	if err != nil {
 		return StoreEntry{}, err
-	}
-	if wrote {
-		m.publish(e)
 	}
 	return e, nil
 }
@@ -58,7 +55,6 @@ func (m *Membership) Delete(kind StoreKind, key string) (StoreEntry, error) {
 	if err != nil {
 		return StoreEntry{}, err
 	}
-	m.publish(e)
 	return e, nil
 }
 
@@ -127,16 +123,20 @@ func broadcastLimit(mc *memberlist.Config) int {
 	return limit
 }
 
-// publish spreads an entry written or newly learned here: through the
-// broadcast queue when it fits a gossip packet, else over TCP to every live
-// member, in the background.
-func (m *Membership) publish(e StoreEntry) {
+// publish spreads an entry written here (local) or newly learned by
+// gossip: through the broadcast queue when it fits a gossip packet, else,
+// for a local write, over TCP to every live member in the background. An
+// entry that came over TCP because it is too big for gossip was sent to
+// everyone already: it is not passed on. The store calls it with its lock
+// held: it must not block.
+func (m *Membership) publish(e StoreEntry, local bool) {
 	msg := encodeStoreMessage(e)
-	if len(msg) <= m.bcastLimit {
+	switch {
+	case len(msg) <= m.bcastLimit:
 		m.bcast.QueueBroadcast(&storeBroadcast{name: broadcastName(e), msg: msg})
-		return
+	case local:
+		m.sendAll(e, msg)
 	}
-	m.sendAll(e, msg)
 }
 
 // sendAll sends msg over TCP to every live member but this one, from a
@@ -173,19 +173,15 @@ func (m *Membership) receiveStoreMessage(b []byte) {
 		m.log.Warn("malformed store message ignored", "size", len(b)+1, "err", err)
 		return
 	}
-	for _, a := range m.store.merge([]StoreEntry{e}, "gossip") {
+	// Applied entries are passed on, as an epidemic (see publish).
+	for _, a := range m.store.merge([]StoreEntry{e}, "gossip", true) {
 		m.log.Debug("store entry applied", "kind", a.Kind.String(), "key", a.Key, "version", a.Version.String(), "deleted", a.Deleted)
-		// Pass it on, as an epidemic. An entry that came over TCP because
-		// it is too big for gossip was sent to everyone already.
-		if msg := encodeStoreMessage(a); len(msg) <= m.bcastLimit {
-			m.bcast.QueueBroadcast(&storeBroadcast{name: broadcastName(a), msg: msg})
-		}
 	}
 }
 
 // mergeStoreState applies the store section of a peer's push/pull state.
 func (m *Membership) mergeStoreState(entries []StoreEntry) {
-	if applied := m.store.merge(entries, "push/pull"); len(applied) > 0 {
+	if applied := m.store.merge(entries, "push/pull", false); len(applied) > 0 {
 		m.log.Info("store entries learned by push/pull", "count", len(applied), "received", len(entries))
 	}
 }

@@ -93,7 +93,7 @@ func TestHLCAdvance(t *testing.T) {
 	// A peer's write from 10 minutes ahead (within the skew allowed) moves
 	// the clock: the next local write is after it.
 	remote := StoreEntry{Kind: StorePolicy, Key: "P/ns/z", Value: []byte("r"), Version: HLC{Wall: now + 600_000, Logical: 7, Node: "b"}}
-	if got := s.merge([]StoreEntry{remote}, "test"); len(got) != 1 {
+	if got := s.merge([]StoreEntry{remote}, "test", false); len(got) != 1 {
 		t.Fatalf("remote entry not applied: %v", dump(s))
 	}
 	versions = append(versions, mustPut(t, s, StorePolicy, "P/ns/x", "4").Version)
@@ -131,10 +131,10 @@ func TestLWWConflict(t *testing.T) {
 			a, b := testStore("a", ca, nil, nil), testStore("b", cb, nil, nil)
 			ea := mustPut(t, a, StorePolicy, "NetworkPolicy/prod/web", "from a")
 			eb := mustPut(t, b, StorePolicy, "NetworkPolicy/prod/web", "from b")
-			a.merge([]StoreEntry{eb}, "b")
-			b.merge([]StoreEntry{ea}, "a")
+			a.merge([]StoreEntry{eb}, "b", false)
+			b.merge([]StoreEntry{ea}, "a", false)
 			// Repeating a delivery changes nothing.
-			a.merge([]StoreEntry{eb, ea}, "b")
+			a.merge([]StoreEntry{eb, ea}, "b", false)
 			for _, s := range []*store{a, b} {
 				e, ok := s.get(StorePolicy, "NetworkPolicy/prod/web")
 				if !ok || string(e.Value) != tc.winner {
@@ -158,14 +158,14 @@ func TestLWWSameVersion(t *testing.T) {
 	d := StoreEntry{Kind: StorePolicy, Key: "P//x", Version: v, Deleted: true}
 	for _, order := range [][]StoreEntry{{x, y, d}, {d, y, x}, {y, d, x}, {x, d, y}} {
 		s := testStore("b", newFakeClock(), nil, nil)
-		s.merge(order, "test")
+		s.merge(order, "test", false)
 		if got := dump(s); !strings.Contains(got, "deleted=true") {
 			t.Errorf("order %v: %s, want the tombstone", order, got)
 		}
 	}
 	for _, order := range [][]StoreEntry{{x, y}, {y, x}} {
 		s := testStore("b", newFakeClock(), nil, nil)
-		s.merge(order, "test")
+		s.merge(order, "test", false)
 		if e, _ := s.get(StorePolicy, "P//x"); string(e.Value) != "y" {
 			t.Errorf("order %v: %q, want y", order, e.Value)
 		}
@@ -195,19 +195,19 @@ func TestTombstone(t *testing.T) {
 	}
 
 	// The tombstone beats the older write arriving late...
-	a.merge([]StoreEntry{old}, "late")
+	a.merge([]StoreEntry{old}, "late", false)
 	if _, ok := a.get(StorePolicy, "P/ns/x"); ok {
 		t.Error("an older write brought a deleted key back")
 	}
 	// ...and loses to a newer one.
 	newer := StoreEntry{Kind: StorePolicy, Key: "P/ns/x", Value: []byte("new"), Version: HLC{Wall: del.Version.Wall + 1, Node: "b"}}
-	a.merge([]StoreEntry{newer}, "b")
+	a.merge([]StoreEntry{newer}, "b", false)
 	if e, ok := a.get(StorePolicy, "P/ns/x"); !ok || string(e.Value) != "new" {
 		t.Errorf("after a newer write: %+v, %v", e, ok)
 	}
 	// A tombstone elsewhere that is older than the write loses too.
 	b := testStore("b", newFakeClock(), nil, nil)
-	b.merge([]StoreEntry{newer, del}, "a")
+	b.merge([]StoreEntry{newer, del}, "a", false)
 	if e, ok := b.get(StorePolicy, "P/ns/x"); !ok || string(e.Value) != "new" {
 		t.Errorf("b: %+v, %v", e, ok)
 	}
@@ -237,16 +237,16 @@ func TestTombstonePurge(t *testing.T) {
 		t.Errorf("size %d after purge, want %d", s.size, entrySize(mustGet(t, s, "P//keep")))
 	}
 	// An expired tombstone from a peer is not taken in again...
-	if got := s.merge([]StoreEntry{del}, "b"); len(got) != 0 {
+	if got := s.merge([]StoreEntry{del}, "b", false); len(got) != 0 {
 		t.Errorf("expired tombstone applied: %v", got)
 	}
 	// ...but the trade-off: the write it deleted, arriving from a node that
 	// was away longer than the TTL, comes back.
-	if got := s.merge([]StoreEntry{old}, "b"); len(got) != 1 {
+	if got := s.merge([]StoreEntry{old}, "b", false); len(got) != 1 {
 		t.Errorf("old write after purge: applied %v, want it back (documented trade-off)", got)
 	}
 	// An expired tombstone for a key still held wins over it.
-	if got := s.merge([]StoreEntry{del}, "b"); len(got) != 1 {
+	if got := s.merge([]StoreEntry{del}, "b", false); len(got) != 1 {
 		t.Errorf("expired tombstone over a live older write: applied %v", got)
 	}
 }
@@ -277,7 +277,7 @@ func TestEndpointOwnership(t *testing.T) {
 	rev := s.rev.Load()
 	forged := StoreEntry{Kind: StoreEndpoint, Key: "b/web-1", Value: []byte("{}"), Version: HLC{Wall: clock.Now().UnixMilli(), Node: "c"}}
 	for range 3 {
-		if got := s.merge([]StoreEntry{forged}, "c"); len(got) != 0 {
+		if got := s.merge([]StoreEntry{forged}, "c", false); len(got) != 0 {
 			t.Fatalf("forged endpoint applied: %v", got)
 		}
 	}
@@ -292,7 +292,7 @@ func TestEndpointOwnership(t *testing.T) {
 	}
 	genuine := forged
 	genuine.Version.Node = "b"
-	if got := s.merge([]StoreEntry{genuine}, "b"); len(got) != 1 {
+	if got := s.merge([]StoreEntry{genuine}, "b", false); len(got) != 1 {
 		t.Errorf("b's own endpoint refused")
 	}
 }
@@ -311,7 +311,7 @@ func TestValidatorRefuses(t *testing.T) {
 		t.Errorf("put refused by the validator: %v", err)
 	}
 	remote := StoreEntry{Kind: StorePolicy, Key: "P//y", Value: []byte("bad too"), Version: HLC{Wall: clock.Now().UnixMilli(), Node: "b"}}
-	s.merge([]StoreEntry{remote, remote}, "b")
+	s.merge([]StoreEntry{remote, remote}, "b", false)
 	if s.rev.Load() != 0 || dump(s) != "" || s.size != 0 {
 		t.Errorf("something applied: rev %d\n%s", s.rev.Load(), dump(s))
 	}
@@ -372,7 +372,7 @@ func TestStoreLimits(t *testing.T) {
 		"tombstone w/ value": {Kind: StorePolicy, Key: "P//f", Value: []byte("x"), Deleted: true, Version: HLC{Wall: now, Node: "b"}},
 		"bad key":            {Kind: StorePolicy, Key: "f", Version: HLC{Wall: now, Node: "b"}},
 	} {
-		if got := s.merge([]StoreEntry{e}, "b"); len(got) != 0 {
+		if got := s.merge([]StoreEntry{e}, "b", false); len(got) != 0 {
 			t.Errorf("%s: applied %+v", name, got)
 		}
 	}
