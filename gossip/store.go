@@ -269,57 +269,47 @@ func (s *store) observeLocked(v HLC) {
 // a value equal to the live one is not written again, and the entry in
 // force is returned. The value is copied.
 func (s *store) put(kind StoreKind, key string, value []byte) (StoreEntry, bool, error) {
-	e, err := s.putValue(kind, key, value)
-	if errors.Is(err, errUnchanged) {
-		return e, false, nil
-	}
-	return e, err == nil, err
-}
-
-// errUnchanged tells put that the value is already in force.
-var errUnchanged = errors.New("unchanged")
-
-func (s *store) putValue(kind StoreKind, key string, value []byte) (StoreEntry, error) {
 	e := StoreEntry{Kind: kind, Key: key, Value: bytes.Clone(value)}
 	if e.Value == nil {
 		e.Value = []byte{}
 	}
 	if err := validateKey(kind, key); err != nil {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, err)
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w", kind, key, err)
 	}
 	if kind == StoreEndpoint && endpointNode(key) != s.self {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key,
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w", kind, key,
 			entryErr("key", key, "endpoint of node %s, this node is %s: an endpoint is written only by its own node", endpointNode(key), s.self))
 	}
 	s.mu.Lock()
 	if old, ok := s.entries[idOf(e)]; ok && !old.Deleted && bytes.Equal(old.Value, e.Value) {
 		s.mu.Unlock()
 		old.Value = bytes.Clone(old.Value)
-		return old, errUnchanged
+		return old, false, nil
 	}
 	e.Version = s.tickLocked()
 	s.mu.Unlock()
 	if err := validateEntry(e); err != nil {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, err)
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w", kind, key, err)
 	}
 	if s.validate != nil {
 		if err := s.validate(e); err != nil {
-			return StoreEntry{}, fmt.Errorf("put %s %s: refused by validator: %w", kind, key, err)
+			return StoreEntry{}, false, fmt.Errorf("put %s %s: refused by validator: %w", kind, key, err)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.entries[idOf(e)]
 	if grow := entrySize(e) - entrySize(old); s.size+grow > MaxStoreSize {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w: %d bytes in use, this entry takes %d, limit %d",
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w: %d bytes in use, this entry takes %d, limit %d",
 			kind, key, ErrStoreFull, s.size, entrySize(e), MaxStoreSize)
 	}
 	// It loses only to a newer write that arrived meanwhile, which is
 	// then the one in force and spread by its writer.
-	if s.applyLocked(e) && s.publish != nil {
+	wrote := s.applyLocked(e)
+	if wrote && s.publish != nil {
 		s.publish(e, true)
 	}
-	return e, nil
+	return e, wrote, nil
 }
 
 // del writes a tombstone for a live key as this node.

@@ -70,7 +70,8 @@ func (m *Membership) List(kind StoreKind) []StoreEntry { return m.store.list(kin
 // StoreChanged returns a channel that receives a value after the store
 // changed (a local write, or an entry from a peer that won). Signals
 // coalesce (capacity 1): on a receive, read the whole state again
-// (List, StoreRevision). The channel is never closed.
+// (List, StoreRevision). When New loaded entries from the snapshot, a
+// signal is already waiting. The channel is never closed.
 func (m *Membership) StoreChanged() <-chan struct{} { return m.store.changed }
 
 // StoreRevision returns a counter that grows by one with every change

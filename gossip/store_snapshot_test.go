@@ -136,3 +136,32 @@ func TestSnapshotUnreadable(t *testing.T) {
 		t.Fatalf("New with an unreadable snapshot: %v", err)
 	}
 }
+
+func TestNegativeTombstoneTTL(t *testing.T) {
+	_, err := New(Config{NodeName: "n", ClusterName: "c1", Key: testKey, Record: testRecord("c1", ""), TombstoneTTL: -time.Second})
+	if err == nil || !strings.Contains(err.Error(), "-1s") {
+		t.Fatalf("New with a negative tombstone TTL: %v", err)
+	}
+}
+
+// TestNotifyMsgTypes: NotifyMsg tells messages apart by their first byte;
+// unknown or empty ones are logged and change nothing.
+func TestNotifyMsgTypes(t *testing.T) {
+	var log lineLog
+	m := startStoreNode(t, "a", &log, nil)
+	d := &delegate{m: m}
+	e := StoreEntry{Kind: StorePolicy, Key: "P//x", Value: []byte("v"), Version: HLC{Wall: time.Now().UnixMilli(), Node: "b"}}
+	for _, b := range [][]byte{nil, {'X', 1, 2}, {msgLeaveIntent}, {msgStoreEntry}, append([]byte{msgLeaveIntent}, encodeStoreMessage(e)...)} {
+		d.NotifyMsg(b)
+	}
+	if got := strings.Count(log.String(), "malformed"); got != 5 {
+		t.Errorf("%d malformed messages logged, want 5:\n%s", got, log.String())
+	}
+	if len(m.store.all()) != 0 {
+		t.Fatal("store changed")
+	}
+	d.NotifyMsg(encodeStoreMessage(e))
+	if !hasValue(m, StorePolicy, "P//x", []byte("v")) {
+		t.Error("a good store message was not applied")
+	}
+}
