@@ -123,6 +123,11 @@ type Config struct {
 	// call the Membership.
 	ValidateEntry func(StoreEntry) error
 
+	// storeGossipOnly turns off the writer's TCP send of small store
+	// entries, storeTCPOnly the broadcast queue, so that tests can check
+	// each path alone.
+	storeGossipOnly, storeTCPOnly bool
+
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time

@@ -156,6 +156,24 @@ func TestStoreBroadcast(t *testing.T) {
 	})
 }
 
+// TestStorePush: with the broadcast queue off and no push/pull, a write
+// reaches every member by the writer's TCP send.
+func TestStorePush(t *testing.T) {
+	ms := startStoreCluster(t, 5, func(c *Config) { c.PushPullInterval = time.Hour; c.storeTCPOnly = true })
+	p := []byte(`{"kind":"GlobalNetworkPolicy"}`)
+	if _, err := ms[4].Put(StorePolicy, "GlobalNetworkPolicy//pushed", p); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pushed policy everywhere", func() bool {
+		for _, m := range ms {
+			if !hasValue(m, StorePolicy, "GlobalNetworkPolicy//pushed", p) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // TestStoreLateJoiner: a node that joins after the writes gets them all
 // (tombstones included) by the push/pull of its join.
 func TestStoreLateJoiner(t *testing.T) {
