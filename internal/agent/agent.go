@@ -53,6 +53,9 @@ type Options struct {
 	// DataPlane puts plans into the kernel; nil runs the agent without one
 	// (membership and subnets only).
 	DataPlane DataPlane
+	// Policy puts the policy ruleset into the kernel (NewKernelPolicy);
+	// nil enforces no policy (the store and the policy API still work).
+	Policy PolicyApplier
 }
 
 // Agent is one running weft agent. Create it with New, run it with Run.
@@ -79,6 +82,9 @@ type Agent struct {
 	leave  chan chan error
 	rotate chan chan error
 
+	polApplier PolicyApplier
+	pe         *policyEngine // set by Run before the API serves
+
 	mu       sync.Mutex
 	claim    fabric.Claim // this node's claim; zero Subnet when it has none
 	subState string       // see api.Status.SubnetState
@@ -104,21 +110,22 @@ func New(o Options) (*Agent, error) {
 	}
 	cfg := o.Config
 	a := &Agent{
-		cfg:      cfg,
-		log:      o.Logger.With("component", "agent"),
-		version:  o.Version,
-		host:     o.Host,
-		now:      o.Now,
-		pool:     fabric.Pool{CIDR: cfg.ClusterCIDR, Bits: cfg.SubnetSize},
-		seed:     fabric.NodeSeed(cfg.NodeName),
-		leave:    make(chan chan error),
-		rotate:   make(chan chan error),
-		problems: map[string]string{},
-		subState: "waiting",
-		dp:       o.DataPlane,
-		dpOpts:   cfg.DataPlane(),
-		vtepMAC:  fabric.VTEPMAC(cfg.NodeName),
-		location: gossip.Location{Cloud: cfg.Location.Cloud, Region: cfg.Location.Region, Zone: cfg.Location.Zone},
+		cfg:        cfg,
+		log:        o.Logger.With("component", "agent"),
+		version:    o.Version,
+		host:       o.Host,
+		now:        o.Now,
+		pool:       fabric.Pool{CIDR: cfg.ClusterCIDR, Bits: cfg.SubnetSize},
+		seed:       fabric.NodeSeed(cfg.NodeName),
+		leave:      make(chan chan error),
+		rotate:     make(chan chan error),
+		problems:   map[string]string{},
+		subState:   "waiting",
+		dp:         o.DataPlane,
+		polApplier: o.Policy,
+		dpOpts:     cfg.DataPlane(),
+		vtepMAC:    fabric.VTEPMAC(cfg.NodeName),
+		location:   gossip.Location{Cloud: cfg.Location.Cloud, Region: cfg.Location.Region, Zone: cfg.Location.Zone},
 	}
 	if o.DataPlane != nil {
 		// VXLAN is in every Linux kernel weft supports; the data plane
@@ -216,6 +223,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.ml = ml
 	defer ml.Shutdown()
+	a.pe = newPolicyEngine(policyEngineConfig{Store: a.newPolicyStore(ml), Applier: a.polApplier, Node: a.cfg.NodeName,
+		Options: a.cfg.PolicyOptions(), Resync: a.cfg.ResyncPeriod.Duration, Logger: a.log, Now: a.now})
 
 	srv, err := api.Listen(a.cfg.RunDir, (*backend)(a), a.log)
 	if err != nil {
@@ -266,6 +275,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready = true
 	a.mu.Unlock()
 	a.decide()
+	// Policy too waits for the cluster: the ruleset a restarted agent left
+	// stays in force until the store is known.
+	go a.pe.run(ctx)
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/weft-net/weft/policy"
@@ -182,4 +183,25 @@ func CheckJSON(value []byte) error {
 		return ErrNotJSON
 	}
 	return nil
+}
+
+// ParseKey reads a store key "<Kind>/<namespace>/<name>" (exactly as Key
+// writes it: the kind as in Kinds, the namespace empty for cluster-wide
+// kinds and set for namespaced ones).
+func ParseKey(key string) (Ref, error) {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) != 3 {
+		return Ref{}, fmt.Errorf("%q: want KIND/NAMESPACE/NAME", key)
+	}
+	r := Ref{Kind: parts[0], Namespace: parts[1], Name: parts[2]}
+	if !slices.Contains(Kinds, r.Kind) {
+		return Ref{}, fmt.Errorf("%q: unknown kind %q", key, r.Kind)
+	}
+	if Namespaced(r.Kind) != (r.Namespace != "") {
+		return Ref{}, fmt.Errorf("%q: %s takes %s namespace", key, r.Kind, map[bool]string{true: "a", false: "no"}[Namespaced(r.Kind)])
+	}
+	if r.Name == "" || strings.Contains(r.Name, "/") {
+		return Ref{}, fmt.Errorf("%q: want a name without '/'", key)
+	}
+	return r, nil
 }
