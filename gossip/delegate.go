@@ -34,11 +34,29 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return append([]byte(nil), d.m.meta...)
 }
 
-// NotifyMsg receives user messages; the only one so far is a leave intent.
+// NotifyMsg receives user messages, by gossip or over TCP. The first byte
+// says what they are (see store_wire.go): a leave intent or a store entry.
+// Anything else is logged and ignored. memberlist may reuse b afterwards:
+// nothing here retains it.
 func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) == 0 {
+		d.m.log.Warn("malformed gossip message ignored", "size", 0)
+		return
+	}
+	switch b[0] {
+	case msgLeaveIntent:
+		d.leaveIntent(b)
+	case msgStoreEntry:
+		d.m.receiveStoreMessage(b[1:])
+	default:
+		d.m.log.Warn("malformed gossip message ignored", "size", len(b), "type", b[0])
+	}
+}
+
+func (d *delegate) leaveIntent(b []byte) {
 	node, ok := decodeLeaveIntent(b)
 	if !ok {
-		d.m.log.Warn("malformed gossip message ignored", "size", len(b))
+		d.m.log.Warn("malformed gossip message ignored", "size", len(b), "type", b[0])
 		return
 	}
 	d.m.mu.Lock()
@@ -54,33 +72,39 @@ func (d *delegate) NotifyMsg(b []byte) {
 	}
 }
 
-// GetBroadcasts is unused: the node record travels as metadata.
-func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+// GetBroadcasts hands memberlist the store entries queued for gossip (the
+// node record travels as metadata).
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.m.bcast.GetBroadcasts(overhead, limit)
+}
 
 // LocalState sends the dead members this node keeps, so that the peer
-// reserves their subnets too (see reservation.go).
+// reserves their subnets too (see reservation.go), and the whole store,
+// tombstones included, in one envelope (see store_wire.go).
 func (d *delegate) LocalState(join bool) []byte {
 	d.m.mu.Lock()
 	rs := d.m.localReservationsLocked(d.m.cfg.Now())
 	d.m.mu.Unlock()
-	b, err := encodeReservations(rs)
+	b, err := encodeState(rs, d.m.store.all())
 	if err != nil {
-		d.m.log.Error("encode dead members", "err", err)
+		d.m.log.Error("encode push/pull state", "err", err)
 		return nil
 	}
 	return b
 }
 
-// MergeRemoteState learns the dead members a peer keeps.
+// MergeRemoteState learns the dead members a peer keeps and merges its
+// store. A state that does not decode is refused whole.
 func (d *delegate) MergeRemoteState(buf []byte, join bool) {
-	rs, err := decodeReservations(buf)
+	st, err := decodeState(buf)
 	if err != nil {
-		d.m.log.Warn("peer state refused", "err", err)
+		d.m.log.Warn("peer state refused", "size", len(buf), "err", err)
 		return
 	}
 	d.m.mu.Lock()
-	defer d.m.mu.Unlock()
-	d.m.mergeReservationsLocked(rs, d.m.cfg.Now())
+	d.m.mergeReservationsLocked(st.Reservations, d.m.cfg.Now())
+	d.m.mu.Unlock()
+	d.m.mergeStoreState(st.Store)
 }
 
 // check decodes and validates a peer's record and checks its cluster.
@@ -216,13 +240,11 @@ func (d *delegate) dropLocked(mem *Member) {
 	d.m.emitLocked(Event{Kind: EventLeft, Node: mem.Name, Addr: mem.Addr, Record: mem.Record})
 }
 
-// leaveIntentTag starts a leave intent message: the tag, then the node name.
-const leaveIntentTag = 'L'
-
-func encodeLeaveIntent(node string) []byte { return append([]byte{leaveIntentTag}, node...) }
+// encodeLeaveIntent returns a leave intent message: the type 'L', then the node name.
+func encodeLeaveIntent(node string) []byte { return append([]byte{msgLeaveIntent}, node...) }
 
 func decodeLeaveIntent(b []byte) (string, bool) {
-	if len(b) < 2 || len(b) > 1+255 || b[0] != leaveIntentTag {
+	if len(b) < 2 || len(b) > 1+255 || b[0] != msgLeaveIntent {
 		return "", false
 	}
 	return string(b[1:]), true

@@ -1,6 +1,7 @@
 // Package gossip is weft's membership layer: hashicorp/memberlist with
 // encryption on by default, the node record every node publishes as its
-// memberlist metadata, and a typed stream of membership events.
+// memberlist metadata, a typed stream of membership events, and the
+// replicated store of policies and endpoints.
 //
 // Data flow: memberlist's delegates (called on memberlist's goroutines) decode
 // and validate every node record, refuse records that are malformed or of
@@ -8,6 +9,20 @@
 // delivers the queue in order to one consumer (the agent), which feeds the
 // fabric. A reconnect loop re-joins dead members so that a healed partition
 // merges again, as serf does for consul.
+//
+// The store (store*.go) holds versioned entries (StoreEntry) of two kinds,
+// policies and endpoints. Put and Delete apply a write locally and spread
+// it: small entries through memberlist's broadcast queue, which every node
+// that learns something new passes on; entries too big for a gossip packet
+// over TCP to every live member. Push/pull (on join and every
+// PushPullInterval) carries the whole store next to the dead-member
+// reservations, so nodes that missed a write, joined late or were
+// partitioned converge. Conflicts are settled by last writer wins on a
+// hybrid logical clock; deletions are tombstones purged after TombstoneTTL;
+// an endpoint is written only by its own node. Remote entries are checked
+// (limits, ownership, clock skew, Config.ValidateEntry) before they apply,
+// and StoreChanged signals the agent to read the store again. The store is
+// saved to StorePath and loaded by New.
 package gossip
 
 import (
@@ -22,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -91,6 +107,22 @@ type Config struct {
 	// DeadReservation is how long a dead member stays in the table (its subnet reserved); default 24h.
 	DeadReservation time.Duration
 
+	// StorePath is the file the replicated store is saved to and loaded
+	// from at New; "" keeps the store in memory only.
+	StorePath string
+	// TombstoneTTL is how long a deletion is remembered before it is
+	// purged (default 24h). A node away for longer can bring deleted keys
+	// back (see store.go).
+	TombstoneTTL time.Duration
+	// ValidateEntry, if set, checks every entry received from a peer
+	// (tombstones included: Deleted set, Value empty) before it is applied,
+	// every entry loaded from the snapshot, and every local Put (not
+	// Delete). An entry it refuses is dropped and logged once, never
+	// applied; a refused Put returns its error. It runs on memberlist's
+	// goroutines: it must be fast and safe for concurrent use, and must not
+	// call the Membership.
+	ValidateEntry func(StoreEntry) error
+
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -118,6 +150,9 @@ func (c *Config) setDefaults() {
 	if c.DeadReservation == 0 {
 		c.DeadReservation = 24 * time.Hour
 	}
+	if c.TombstoneTTL == 0 {
+		c.TombstoneTTL = 24 * time.Hour
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -143,6 +178,12 @@ type Membership struct {
 	queue   []Event
 	wake    chan struct{}
 
+	store      *store
+	bcast      *memberlist.TransmitLimitedQueue
+	bcastLimit int            // largest store message that goes through bcast
+	sendMu     sync.Mutex     // orders sends.Add against Shutdown's sends.Wait
+	sends      sync.WaitGroup // goroutines sending big entries over TCP
+
 	events chan Event
 	stop   chan struct{}
 	done   sync.WaitGroup
@@ -163,6 +204,9 @@ func New(cfg Config) (*Membership, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip: encode own record: %w", err)
 	}
+	if cfg.TombstoneTTL < 0 {
+		return nil, fmt.Errorf("gossip: tombstone TTL %s is negative", cfg.TombstoneTTL)
+	}
 	m := &Membership{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "gossip"),
@@ -175,6 +219,10 @@ func New(cfg Config) (*Membership, error) {
 		wake:    make(chan struct{}, 1),
 		events:  make(chan Event),
 		stop:    make(chan struct{}),
+	}
+	m.store = newStore(cfg.NodeName, cfg.TombstoneTTL, cfg.Now, cfg.ValidateEntry, m.log.With("subsystem", "store"))
+	if err := m.loadSnapshot(); err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
 	}
 
 	mc := memberlist.DefaultLANConfig()
@@ -210,14 +258,29 @@ func New(cfg Config) (*Membership, error) {
 	mc.Alive = d
 	mc.Merge = d
 	mc.Logger = newMemberlistLogger(m.log)
+	var ready atomic.Pointer[memberlist.Memberlist]
+	m.bcast = &memberlist.TransmitLimitedQueue{
+		// memberlist may gossip before Create returns and m.list is set.
+		NumNodes: func() int {
+			if l := ready.Load(); l != nil {
+				return l.NumMembers()
+			}
+			return 1
+		},
+		RetransmitMult: mc.RetransmitMult,
+	}
+	m.bcastLimit = broadcastLimit(mc)
 	list, err := memberlist.Create(mc)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start memberlist on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
 	m.list = list
-	m.done.Add(2)
+	ready.Store(list)
+	m.done.Add(4)
 	go m.pump()
 	go m.reconnectLoop()
+	go m.purgeLoop()
+	go m.saveLoop()
 	return m, nil
 }
 
@@ -372,9 +435,23 @@ func (m *Membership) Leave(timeout time.Duration) error {
 func (m *Membership) Shutdown() error {
 	var err error
 	m.closed.Do(func() {
+		m.sendMu.Lock()
 		close(m.stop)
+		m.sendMu.Unlock()
 		err = m.list.Shutdown()
 		m.done.Wait()
+		m.sends.Wait()
+		select {
+		case <-m.store.dirty:
+			if m.cfg.StorePath == "" {
+				break
+			}
+			if serr := m.saveSnapshot(); serr != nil {
+				m.log.Error("save store snapshot", "err", serr)
+				err = errors.Join(err, serr)
+			}
+		default:
+		}
 		close(m.events)
 	})
 	if err != nil {
