@@ -26,6 +26,10 @@ import (
 // SubnetEnvName is the flannel-compatible file the agent writes in its run dir.
 const SubnetEnvName = "subnet.env"
 
+// StoreFile is where, in the state dir, the replicated policy store is
+// saved, so that a restarted agent enforces what it knew at once.
+const StoreFile = "store.snapshot"
+
 // recordTimeout is how long publishing a new record waits for memberlist to
 // finish broadcasting it: not at all. The loop must not stall on a busy
 // cluster; gossip spreads the record anyway, and push/pull repairs misses.
@@ -215,6 +219,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		GossipInterval:   a.cfg.Gossip.GossipInterval.Duration,
 		PushPullInterval: a.cfg.Gossip.PushPullInterval.Duration,
 		DeadReservation:  a.cfg.Gossip.DeadReservation.Duration,
+		StorePath:        filepath.Join(a.cfg.StateDir, StoreFile),
+		ValidateEntry:    validateGossipEntry,
 		Logger:           a.log,
 		Now:              a.now,
 	})
@@ -223,7 +229,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.ml = ml
 	defer ml.Shutdown()
-	a.pe = newPolicyEngine(policyEngineConfig{Store: a.newPolicyStore(ml), Applier: a.polApplier, Node: a.cfg.NodeName,
+	a.pe = newPolicyEngine(policyEngineConfig{Store: gossipStore{ml}, Applier: a.polApplier, Node: a.cfg.NodeName,
 		Options: a.cfg.PolicyOptions(), Resync: a.cfg.ResyncPeriod.Duration, Logger: a.log, Now: a.now})
 
 	srv, err := api.Listen(a.cfg.RunDir, (*backend)(a), a.log)

@@ -2,24 +2,22 @@ package agent
 
 import (
 	"errors"
+	"fmt"
+
 	"github.com/weft-net/weft/gossip"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
 )
 
-// storeKind is the kind of a replicated store entry; the values are
-// gossip's StoreKind values.
+// storeKind is the kind of a replicated store entry (gossip's StoreKind;
+// the engine's tests run on a fake store without gossip).
 type storeKind uint8
 
 const (
 	// kindPolicy entries hold one policy resource each, key
 	// "<Kind>/<namespace>/<name>".
-	kindPolicy storeKind = 1
+	kindPolicy = storeKind(gossip.StorePolicy)
 	// kindEndpoint entries hold one endpoint each, key "<node>/<name>";
 	// only that node writes them.
-	kindEndpoint storeKind = 2
+	kindEndpoint = storeKind(gossip.StoreEndpoint)
 )
 
 // errStoreNotFound is what policyStore.Delete returns for a key it does
@@ -53,82 +51,50 @@ type policyStore interface {
 	Revision() uint64
 }
 
-// memStore is a policyStore in memory, for one agent alone (tests, and an
-// agent whose gossip layer has no store).
-type memStore struct {
-	mu      sync.Mutex
-	entries map[storeKind]map[string]storeEntry
-	rev     uint64
-	changed chan struct{}
+// gossipStore is the policyStore of gossip's replicated store.
+type gossipStore struct{ m *gossip.Membership }
+
+var _ policyStore = gossipStore{}
+
+func (g gossipStore) Put(kind storeKind, key string, value []byte) error {
+	_, err := g.m.Put(gossip.StoreKind(kind), key, value)
+	return err
 }
 
-var _ policyStore = (*memStore)(nil)
-
-func newMemStore() *memStore {
-	return &memStore{entries: map[storeKind]map[string]storeEntry{}, changed: make(chan struct{}, 1)}
-}
-
-func (s *memStore) Put(kind storeKind, key string, value []byte) error {
-	s.mu.Lock()
-	if s.entries[kind] == nil {
-		s.entries[kind] = map[string]storeEntry{}
+func (g gossipStore) Delete(kind storeKind, key string) error {
+	_, err := g.m.Delete(gossip.StoreKind(kind), key)
+	if errors.Is(err, gossip.ErrNotFound) {
+		return fmt.Errorf("%w: %w", errStoreNotFound, err)
 	}
-	s.rev++
-	s.entries[kind][key] = storeEntry{Key: key, Value: slices.Clone(value), Version: strconv.FormatUint(s.rev, 10)}
-	s.mu.Unlock()
-	s.notify()
-	return nil
+	return err
 }
 
-func (s *memStore) Delete(kind storeKind, key string) error {
-	s.mu.Lock()
-	if _, ok := s.entries[kind][key]; !ok {
-		s.mu.Unlock()
-		return errStoreNotFound
+func (g gossipStore) Get(kind storeKind, key string) (storeEntry, bool) {
+	e, ok := g.m.Get(gossip.StoreKind(kind), key)
+	return toStoreEntry(e), ok
+}
+
+func (g gossipStore) List(kind storeKind) []storeEntry {
+	es := g.m.List(gossip.StoreKind(kind))
+	out := make([]storeEntry, len(es))
+	for i, e := range es {
+		out[i] = toStoreEntry(e)
 	}
-	delete(s.entries[kind], key)
-	s.rev++
-	s.mu.Unlock()
-	s.notify()
-	return nil
-}
-
-func (s *memStore) Get(kind storeKind, key string) (storeEntry, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.entries[kind][key]
-	return e, ok
-}
-
-func (s *memStore) List(kind storeKind) []storeEntry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]storeEntry, 0, len(s.entries[kind]))
-	for _, e := range s.entries[kind] {
-		out = append(out, e)
-	}
-	slices.SortFunc(out, func(a, b storeEntry) int { return strings.Compare(a.Key, b.Key) })
 	return out
 }
 
-func (s *memStore) Changed() <-chan struct{} { return s.changed }
+func (g gossipStore) Changed() <-chan struct{} { return g.m.StoreChanged() }
+func (g gossipStore) Revision() uint64         { return g.m.StoreRevision() }
 
-func (s *memStore) Revision() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rev
+func toStoreEntry(e gossip.StoreEntry) storeEntry {
+	return storeEntry{Key: e.Key, Value: e.Value, Version: e.Version.String()}
 }
 
-func (s *memStore) notify() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
+// validateGossipEntry is gossip's Config.ValidateEntry: live entries must
+// decode as what their kind holds; tombstones carry nothing to check.
+func validateGossipEntry(e gossip.StoreEntry) error {
+	if e.Deleted {
+		return nil
 	}
-}
-
-// newPolicyStore returns the store the policy engine uses.
-// TODO(wire): the replicated store of gossip (#9) once it lands; until
-// then each agent keeps its own in memory.
-func (a *Agent) newPolicyStore(ml *gossip.Membership) policyStore {
-	return newMemStore()
+	return validateStoreEntry(storeKind(e.Kind), e.Key, e.Value)
 }
