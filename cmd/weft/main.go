@@ -54,6 +54,7 @@ func newApp() *cli.App {
 			routesCommand(),
 			cloudCommand(),
 			policyCommand(),
+			endpointCommand(),
 			leaveCommand(),
 			cleanupCommand(),
 			keysCommand(),

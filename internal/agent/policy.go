@@ -363,7 +363,7 @@ func refOfKey(key string) (policystore.Ref, error) {
 func (e *policyEngine) PolicyList(ctx context.Context) ([]api.PolicyEntry, error) {
 	var out []api.PolicyEntry
 	for _, s := range e.store.List(kindPolicy) {
-		pe := api.PolicyEntry{Key: s.Key, Version: s.Version, Object: s.Value}
+		pe := api.PolicyEntry{Key: s.Key, Version: s.Version, WrittenBy: s.Writer, WrittenAt: s.Written, Object: s.Value}
 		o, err := policystore.DecodePolicy(s.Key, s.Value)
 		if err != nil {
 			pe.Problem = err.Error()

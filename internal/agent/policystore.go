@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/weft-net/weft/gossip"
 )
@@ -30,6 +31,9 @@ type storeEntry struct {
 	Value []byte
 	// Version is the entry's version as text (gossip's hybrid logical clock).
 	Version string
+	// Writer is the node that wrote the entry, Written when (its clock).
+	Writer  string
+	Written time.Time
 }
 
 // policyStore is what the policy engine needs of the replicated store
@@ -87,7 +91,7 @@ func (g gossipStore) Changed() <-chan struct{} { return g.m.StoreChanged() }
 func (g gossipStore) Revision() uint64         { return g.m.StoreRevision() }
 
 func toStoreEntry(e gossip.StoreEntry) storeEntry {
-	return storeEntry{Key: e.Key, Value: e.Value, Version: e.Version.String()}
+	return storeEntry{Key: e.Key, Value: e.Value, Version: e.Version.String(), Writer: e.Version.Node, Written: time.UnixMilli(e.Version.Wall)}
 }
 
 // validateGossipEntry is gossip's Config.ValidateEntry: live entries must

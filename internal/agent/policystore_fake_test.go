@@ -28,7 +28,7 @@ func (s *memStore) Put(kind storeKind, key string, value []byte) error {
 		s.entries[kind] = map[string]storeEntry{}
 	}
 	s.rev++
-	s.entries[kind][key] = storeEntry{Key: key, Value: slices.Clone(value), Version: strconv.FormatUint(s.rev, 10)}
+	s.entries[kind][key] = storeEntry{Key: key, Value: slices.Clone(value), Version: strconv.FormatUint(s.rev, 10), Writer: "fake"}
 	s.mu.Unlock()
 	s.notify()
 	return nil

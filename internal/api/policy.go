@@ -80,6 +80,9 @@ type PolicyEntry struct {
 	Name      string `json:"name"`
 	// Version is the entry's store version (a hybrid logical clock).
 	Version string `json:"version,omitempty"`
+	// WrittenBy is the node that wrote the entry, WrittenAt when (by its clock).
+	WrittenBy string    `json:"writtenBy,omitempty"`
+	WrittenAt time.Time `json:"writtenAt,omitzero"`
 	// Object is the resource as JSON.
 	Object json.RawMessage `json:"object"`
 	// Problem says why the agent does not enforce the entry, if it does not.
