@@ -44,6 +44,7 @@ func endpointAddCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "labels", Aliases: []string{"l"}, Usage: "labels as `KEY=VALUE` pairs separated by commas (repeatable)"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "the endpoint's `NS` for namespaced policies", Value: "default"},
 			&cli.StringFlag{Name: "service-account", Usage: "the endpoint's service `ACCOUNT`, for serviceAccountSelectors"},
+			&cli.StringFlag{Name: "orchestrator", Value: policystore.DefaultOrchestrator, Usage: "the endpoint's `ORCHESTRATOR` label; Kubernetes NetworkPolicies select only k8s endpoints, as in Calico"},
 			&cli.StringSliceFlag{Name: "port", Usage: "a named port as `NAME=PROTO:PORT`, e.g. http=tcp:8080, that rules may name (repeatable)"},
 			runDirFlag, outputFlag,
 		},
@@ -102,6 +103,7 @@ func endpointFromFlags(c *cli.Context) (policystore.Endpoint, error) {
 	}
 	ep.Namespace = c.String("namespace")
 	ep.ServiceAccount = c.String("service-account")
+	ep.Orchestrator = c.String("orchestrator")
 	for _, p := range c.StringSlice("port") {
 		name, rest, ok1 := strings.Cut(p, "=")
 		proto, num, ok2 := strings.Cut(rest, ":")

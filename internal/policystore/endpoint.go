@@ -46,6 +46,11 @@ type Endpoint struct {
 	// ServiceAccount is the endpoint's service account, for
 	// serviceAccountSelectors.
 	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// Orchestrator is the endpoint's orchestrator label
+	// (projectcalico.org/orchestrator): "k8s" (the default) lets
+	// Kubernetes NetworkPolicies select the endpoint, which, as in Calico,
+	// select only Kubernetes pods.
+	Orchestrator string `json:"orchestrator,omitempty"`
 	// Ports are named ports that rules may refer to by name.
 	Ports []EndpointPort `json:"ports,omitempty"`
 }
@@ -111,6 +116,9 @@ func (e *Endpoint) Validate() error {
 			bad(fmt.Sprintf("labels[%q]", k), e.Labels[k], "%v", err)
 		}
 	}
+	if e.Orchestrator != "" && !isLabel(e.Orchestrator) {
+		bad("orchestrator", e.Orchestrator, "want a DNS label, e.g. k8s")
+	}
 	if e.Namespace != "" && !isLabel(e.Namespace) {
 		bad("namespace", e.Namespace, "want a DNS label")
 	}
@@ -137,11 +145,18 @@ func (e *Endpoint) Validate() error {
 	return nil
 }
 
-// Normalize fills in defaults: the namespace "default", addresses unmapped
-// and sorted, protocols upper case. It is idempotent.
+// DefaultOrchestrator is the orchestrator of endpoints that name none.
+const DefaultOrchestrator = "k8s"
+
+// Normalize fills in defaults: the namespace "default", the orchestrator
+// k8s, addresses unmapped and sorted, protocols upper case. It is
+// idempotent.
 func (e *Endpoint) Normalize() {
 	if e.Namespace == "" {
 		e.Namespace = "default"
+	}
+	if e.Orchestrator == "" {
+		e.Orchestrator = DefaultOrchestrator
 	}
 	for i, a := range e.Addrs {
 		e.Addrs[i] = a.Unmap()
@@ -159,15 +174,18 @@ func (e *Endpoint) Normalize() {
 // "<node>.<name>" so that endpoints of different nodes never clash, with
 // Origin "store <node>/<name>". e must be valid.
 func (e *Endpoint) Object() policy.Object {
-	ns := e.Namespace
+	ns, orch := e.Namespace, e.Orchestrator
 	if ns == "" {
 		ns = "default"
+	}
+	if orch == "" {
+		orch = DefaultOrchestrator
 	}
 	w := &policy.WorkloadEndpoint{
 		TypeMeta: policy.TypeMeta{APIVersion: policy.APIVersionCalico, Kind: policy.KindWorkloadEndpoint},
 		Metadata: policy.ObjectMeta{Name: e.Node + "." + e.Name, Namespace: ns, Labels: policy.Labels(e.Labels)},
 		Spec: policy.WorkloadEndpointSpec{
-			Node: e.Node, Endpoint: e.Name, InterfaceName: e.Interface,
+			Node: e.Node, Endpoint: e.Name, InterfaceName: e.Interface, Orchestrator: orch,
 			ServiceAccountName: e.ServiceAccount,
 		},
 	}

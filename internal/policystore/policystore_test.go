@@ -152,7 +152,7 @@ func TestEndpointValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Namespace = "default"
+	e.Namespace, e.Orchestrator = "default", "k8s"
 	if diff := cmp.Diff(e, back, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
