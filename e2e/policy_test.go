@@ -333,6 +333,7 @@ func TestPolicyEnforcement(t *testing.T) {
 	if code != 0 || strings.Count(out, "created") != 5 {
 		t.Fatalf("weft policy apply tiered.yaml: exit %d:\n%s", code, out)
 	}
+	p.logApplied(t, start, 5)
 	tiered := []check{
 		{"w1", "w5", "tcp", portWeb, true},      // web -> api on its port (a1 -> b1)
 		{"w1", "w5", "tcp", portDB, false},      // another port
@@ -474,6 +475,33 @@ func TestPolicyEnforcement(t *testing.T) {
 		{"w5", "w3", "tcp", portDB, false},      // dev -> prod: the security tier
 		{"w2", "w5", "tcp", portMetrics, false}, // the Kubernetes policy still selects w5
 	})
+}
+
+// logApplied polls every agent's status until its ruleset in force holds
+// the given number of policies, and logs when each got there (counted
+// from start, before `weft policy apply` ran).
+func (p *policyLab) logApplied(t *testing.T, start time.Time, policies int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, h := range p.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < 10*time.Second {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				s, err := p.c.Client(h).Status(ctx)
+				cancel()
+				if err == nil && s.Policy != nil && s.Policy.Policies == policies && s.Policy.LastError == "" && !s.Policy.AppliedAt.Before(start) {
+					t.Logf("%s: %d policies in force %s after the apply started (its clock: applied %s after)", h, policies,
+						time.Since(start).Round(time.Millisecond), s.Policy.AppliedAt.Sub(start).Round(time.Millisecond))
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			t.Errorf("%s: %d policies not in force within 10s", h, policies)
+		}()
+	}
+	wg.Wait()
 }
 
 // checkStatus: every agent reports the same policy count, no error, and
