@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -243,9 +246,15 @@ func (d *delegate) dropLocked(mem *Member) {
 // encodeLeaveIntent returns a leave intent message: the type 'L', then the node name.
 func encodeLeaveIntent(node string) []byte { return append([]byte{msgLeaveIntent}, node...) }
 
+// decodeLeaveIntent reads a leave intent: 'L', then a node name of 1..255
+// bytes of UTF-8 without control characters.
 func decodeLeaveIntent(b []byte) (string, bool) {
 	if len(b) < 2 || len(b) > 1+255 || b[0] != msgLeaveIntent {
 		return "", false
 	}
-	return string(b[1:]), true
+	name := string(b[1:])
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return "", false
+	}
+	return name, true
 }

@@ -181,6 +181,7 @@ type Membership struct {
 	store      *store
 	bcast      *memberlist.TransmitLimitedQueue
 	bcastLimit int            // largest store message that goes through bcast
+	alive      atomic.Int64   // live members, this one included, for bcast's retransmit count
 	sendMu     sync.Mutex     // orders sends.Add against Shutdown's sends.Wait
 	sends      sync.WaitGroup // goroutines sending big entries over TCP
 
@@ -258,15 +259,11 @@ func New(cfg Config) (*Membership, error) {
 	mc.Alive = d
 	mc.Merge = d
 	mc.Logger = newMemberlistLogger(m.log)
-	var ready atomic.Pointer[memberlist.Memberlist]
+	m.alive.Store(1)
 	m.bcast = &memberlist.TransmitLimitedQueue{
-		// memberlist may gossip before Create returns and m.list is set.
-		NumNodes: func() int {
-			if l := ready.Load(); l != nil {
-				return l.NumMembers()
-			}
-			return 1
-		},
+		// An atomic, as memberlist's own queue does: it may ask while
+		// holding its node lock, and the count need not be exact.
+		NumNodes:       func() int { return int(m.alive.Load()) },
 		RetransmitMult: mc.RetransmitMult,
 	}
 	m.bcastLimit = broadcastLimit(mc)
@@ -275,7 +272,11 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("gossip: start memberlist on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
 	m.list = list
-	ready.Store(list)
+	// Only now: publishing needs the list, and the snapshot loaded above
+	// is not news to anyone.
+	m.store.mu.Lock()
+	m.store.publish = m.publish
+	m.store.mu.Unlock()
 	m.done.Add(4)
 	go m.pump()
 	go m.reconnectLoop()
@@ -488,8 +489,16 @@ func (m *Membership) pump() {
 	}
 }
 
-// emitLocked queues an event; the caller holds m.mu.
+// emitLocked queues an event and recounts the live members (every change
+// to the member table comes with an event); the caller holds m.mu.
 func (m *Membership) emitLocked(ev Event) {
+	alive := 0
+	for _, mem := range m.members {
+		if mem.State == StateAlive {
+			alive++
+		}
+	}
+	m.alive.Store(int64(max(alive, 1)))
 	m.queue = append(m.queue, ev)
 	select {
 	case m.wake <- struct{}{}:

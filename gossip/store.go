@@ -213,6 +213,12 @@ type store struct {
 	now      func() time.Time
 	validate func(StoreEntry) error // nil: everything valid
 	log      *slog.Logger
+	// publish, if set, spreads an entry that was just applied: written
+	// here (local) or received by gossip and to be passed on. It is called
+	// with mu held, so that the order in which entries of one key are
+	// queued is the order in which they won; it must not block or call
+	// back into the store.
+	publish func(e StoreEntry, local bool)
 
 	mu      sync.Mutex
 	entries map[storeID]StoreEntry
@@ -259,39 +265,51 @@ func (s *store) observeLocked(v HLC) {
 	}
 }
 
-// put writes value under key as this node. The value is copied.
-func (s *store) put(kind StoreKind, key string, value []byte) (StoreEntry, error) {
+// put writes value under key as this node and reports whether it wrote:
+// a value equal to the live one is not written again, and the entry in
+// force is returned. The value is copied.
+func (s *store) put(kind StoreKind, key string, value []byte) (StoreEntry, bool, error) {
 	e := StoreEntry{Kind: kind, Key: key, Value: bytes.Clone(value)}
 	if e.Value == nil {
 		e.Value = []byte{}
 	}
 	if err := validateKey(kind, key); err != nil {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, err)
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w", kind, key, err)
 	}
 	if kind == StoreEndpoint && endpointNode(key) != s.self {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key,
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w", kind, key,
 			entryErr("key", key, "endpoint of node %s, this node is %s: an endpoint is written only by its own node", endpointNode(key), s.self))
 	}
 	s.mu.Lock()
+	if old, ok := s.entries[idOf(e)]; ok && !old.Deleted && bytes.Equal(old.Value, e.Value) {
+		s.mu.Unlock()
+		old.Value = bytes.Clone(old.Value)
+		return old, false, nil
+	}
 	e.Version = s.tickLocked()
 	s.mu.Unlock()
 	if err := validateEntry(e); err != nil {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, err)
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w", kind, key, err)
 	}
 	if s.validate != nil {
 		if err := s.validate(e); err != nil {
-			return StoreEntry{}, fmt.Errorf("put %s %s: refused by validator: %w", kind, key, err)
+			return StoreEntry{}, false, fmt.Errorf("put %s %s: refused by validator: %w", kind, key, err)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.entries[idOf(e)]
 	if grow := entrySize(e) - entrySize(old); s.size+grow > MaxStoreSize {
-		return StoreEntry{}, fmt.Errorf("put %s %s: %w: %d bytes in use, this entry takes %d, limit %d",
+		return StoreEntry{}, false, fmt.Errorf("put %s %s: %w: %d bytes in use, this entry takes %d, limit %d",
 			kind, key, ErrStoreFull, s.size, entrySize(e), MaxStoreSize)
 	}
-	s.applyLocked(e)
-	return e, nil
+	// It loses only to a newer write that arrived meanwhile, which is
+	// then the one in force and spread by its writer.
+	wrote := s.applyLocked(e)
+	if wrote && s.publish != nil {
+		s.publish(e, true)
+	}
+	return e, wrote, nil
 }
 
 // del writes a tombstone for a live key as this node.
@@ -309,7 +327,9 @@ func (s *store) del(kind StoreKind, key string) (StoreEntry, error) {
 		return StoreEntry{}, fmt.Errorf("delete %s %s: %w", kind, key, ErrNotFound)
 	}
 	e := StoreEntry{Kind: kind, Key: key, Version: s.tickLocked(), Deleted: true}
-	s.applyLocked(e)
+	if s.applyLocked(e) && s.publish != nil {
+		s.publish(e, true)
+	}
 	return e, nil
 }
 
@@ -334,10 +354,11 @@ func (s *store) applyLocked(e StoreEntry) bool {
 }
 
 // merge validates and applies entries received from a peer (from says
-// which, for the log) and returns those that changed the store. An entry
-// that fails validation, the ownership rule, the clock-skew bound or the
-// validator is dropped and logged once. The slice is not retained.
-func (s *store) merge(in []StoreEntry, from string) []StoreEntry {
+// which, for the log) and returns those that changed the store; with relay
+// set, it publishes them too. An entry that fails validation, the
+// ownership rule, the clock-skew bound or the validator is dropped and
+// logged once. The slice is not retained.
+func (s *store) merge(in []StoreEntry, from string, relay bool) []StoreEntry {
 	now := s.now()
 	accepted := make([]StoreEntry, 0, len(in))
 	for _, e := range in {
@@ -359,6 +380,9 @@ func (s *store) merge(in []StoreEntry, from string) []StoreEntry {
 		}
 		if s.applyLocked(e) {
 			applied = append(applied, e)
+			if relay && s.publish != nil {
+				s.publish(e, false)
+			}
 		}
 	}
 	return applied
@@ -468,6 +492,6 @@ func (s *store) all() []StoreEntry {
 // load puts entries read from a snapshot into an empty store, as merge
 // does (validated, expired tombstones dropped), and returns how many it kept.
 func (s *store) load(in []StoreEntry) int {
-	applied := s.merge(in, "snapshot")
+	applied := s.merge(in, "snapshot", false)
 	return len(applied)
 }

@@ -28,16 +28,18 @@ var errClosed = errors.New("membership shut down")
 // The key must have its kind's shape (see StoreKind), and an endpoint key
 // must name this node. Config.ValidateEntry, if set, sees the entry first.
 // Errors name the field and value and change nothing. Put does not block
-// on the network; it returns the entry as written, with its version.
+// on the network; it returns the entry as written, with its version. A
+// value equal to the live one is not written again (no new version, no
+// broadcast, no change signalled): Put returns the entry in force, so
+// applying the same thing twice is idempotent.
 func (m *Membership) Put(kind StoreKind, key string, value []byte) (StoreEntry, error) {
 	if m.isClosed() {
 		return StoreEntry{}, fmt.Errorf("put %s %s: %w", kind, key, errClosed)
 	}
-	e, err := m.store.put(kind, key, value)
+	e, _, err := m.store.put(kind, key, value)
 	if err != nil {
 		return StoreEntry{}, err
 	}
-	m.publish(e)
 	return e, nil
 }
 
@@ -53,7 +55,6 @@ func (m *Membership) Delete(kind StoreKind, key string) (StoreEntry, error) {
 	if err != nil {
 		return StoreEntry{}, err
 	}
-	m.publish(e)
 	return e, nil
 }
 
@@ -69,7 +70,8 @@ func (m *Membership) List(kind StoreKind) []StoreEntry { return m.store.list(kin
 // StoreChanged returns a channel that receives a value after the store
 // changed (a local write, or an entry from a peer that won). Signals
 // coalesce (capacity 1): on a receive, read the whole state again
-// (List, StoreRevision). The channel is never closed.
+// (List, StoreRevision). When New loaded entries from the snapshot, a
+// signal is already waiting. The channel is never closed.
 func (m *Membership) StoreChanged() <-chan struct{} { return m.store.changed }
 
 // StoreRevision returns a counter that grows by one with every change
@@ -122,16 +124,20 @@ func broadcastLimit(mc *memberlist.Config) int {
 	return limit
 }
 
-// publish spreads an entry written or newly learned here: through the
-// broadcast queue when it fits a gossip packet, else over TCP to every live
-// member, in the background.
-func (m *Membership) publish(e StoreEntry) {
+// publish spreads an entry written here (local) or newly learned by
+// gossip: through the broadcast queue when it fits a gossip packet, else,
+// for a local write, over TCP to every live member in the background. An
+// entry that came over TCP because it is too big for gossip was sent to
+// everyone already: it is not passed on. The store calls it with its lock
+// held: it must not block.
+func (m *Membership) publish(e StoreEntry, local bool) {
 	msg := encodeStoreMessage(e)
-	if len(msg) <= m.bcastLimit {
+	switch {
+	case len(msg) <= m.bcastLimit:
 		m.bcast.QueueBroadcast(&storeBroadcast{name: broadcastName(e), msg: msg})
-		return
+	case local:
+		m.sendAll(e, msg)
 	}
-	m.sendAll(e, msg)
 }
 
 // sendAll sends msg over TCP to every live member but this one, from a
@@ -168,19 +174,15 @@ func (m *Membership) receiveStoreMessage(b []byte) {
 		m.log.Warn("malformed store message ignored", "size", len(b)+1, "err", err)
 		return
 	}
-	for _, a := range m.store.merge([]StoreEntry{e}, "gossip") {
+	// Applied entries are passed on, as an epidemic (see publish).
+	for _, a := range m.store.merge([]StoreEntry{e}, "gossip", true) {
 		m.log.Debug("store entry applied", "kind", a.Kind.String(), "key", a.Key, "version", a.Version.String(), "deleted", a.Deleted)
-		// Pass it on, as an epidemic. An entry that came over TCP because
-		// it is too big for gossip was sent to everyone already.
-		if msg := encodeStoreMessage(a); len(msg) <= m.bcastLimit {
-			m.bcast.QueueBroadcast(&storeBroadcast{name: broadcastName(a), msg: msg})
-		}
 	}
 }
 
 // mergeStoreState applies the store section of a peer's push/pull state.
 func (m *Membership) mergeStoreState(entries []StoreEntry) {
-	if applied := m.store.merge(entries, "push/pull"); len(applied) > 0 {
+	if applied := m.store.merge(entries, "push/pull", false); len(applied) > 0 {
 		m.log.Info("store entries learned by push/pull", "count", len(applied), "received", len(entries))
 	}
 }
