@@ -475,6 +475,15 @@ func TestPolicyEnforcement(t *testing.T) {
 		{"w5", "w3", "tcp", portDB, false},      // dev -> prod: the security tier
 		{"w2", "w5", "tcp", portMetrics, false}, // the Kubernetes policy still selects w5
 	})
+
+	// A host that leaves takes its endpoints out of the store.
+	if out, code := weft(t, "leave", "--run-dir", p.c.RunDir("b1")); code != 0 {
+		t.Fatalf("weft leave on b1: exit %d:\n%s", code, out)
+	}
+	poll(t, 10*time.Second, "b1's endpoints gone on a1", func() (bool, string) {
+		out, _ := weft(t, "endpoint", "list", "--run-dir", p.c.RunDir("a1"))
+		return !strings.Contains(out, "\nb1 "), out
+	})
 }
 
 // logApplied polls every agent's status until its ruleset in force holds

@@ -494,6 +494,13 @@ func (a *Agent) setProblem(key, msg string) {
 // state file goes, so a later start claims afresh instead of evicting whoever
 // took the subnet meanwhile.
 func (a *Agent) doLeave() error {
+	// The host's workloads go with it: only this node may delete its
+	// endpoints, so it does so before it leaves (their tombstones travel
+	// with the leave's gossip; push/pull would carry them later, but a
+	// node that left never comes back to do it).
+	if a.pe != nil {
+		a.pe.removeOwnEndpoints()
+	}
 	if err := a.ml.Leave(5 * time.Second); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -480,6 +481,29 @@ func (e *policyEngine) EndpointDelete(ctx context.Context, name string) (api.Pol
 	}
 	e.log.Info("endpoint removed", "endpoint", key)
 	return api.PolicyResult{Ref: key, Result: api.ResultDeleted}, nil
+}
+
+// removeOwnEndpoints deletes this node's endpoints from the store (when
+// it leaves the cluster for good) and returns how many it deleted.
+func (e *policyEngine) removeOwnEndpoints() int {
+	e.writeMu.Lock()
+	defer e.writeMu.Unlock()
+	n := 0
+	prefix := policystore.EndpointKey(e.node, "")
+	for _, s := range e.store.List(kindEndpoint) {
+		if !strings.HasPrefix(s.Key, prefix) {
+			continue
+		}
+		if err := e.store.Delete(kindEndpoint, s.Key); err != nil {
+			e.log.Error("remove endpoint", "endpoint", s.Key, "err", err)
+			continue
+		}
+		n++
+	}
+	if n > 0 {
+		e.log.Info("own endpoints removed", "endpoints", n)
+	}
+	return n
 }
 
 // validateStoreEntry is the store's validation hook: it refuses entries

@@ -169,6 +169,15 @@ func TestPolicyEngineEndpoints(t *testing.T) {
 	if r, err := e2.EndpointDelete(ctx, "w1"); err != nil || r.Ref != "h2/w1" {
 		t.Errorf("delete: %+v, %v", r, err)
 	}
+	// Leaving the cluster removes the node's own endpoints, no others.
+	addEndpoint(t, e2, "w2", "wlw2", "10.244.2.3", nil)
+	addEndpoint(t, e1, "w5", "wlw5", "10.244.1.5", nil)
+	if n := e1.removeOwnEndpoints(); n != 2 {
+		t.Errorf("removeOwnEndpoints removed %d, want 2", n)
+	}
+	if eps, _ := e1.EndpointList(ctx); len(eps) != 1 || eps[0].Key() != "h2/w2" {
+		t.Errorf("after removeOwnEndpoints: %+v", eps)
+	}
 }
 
 // sync compiles for the host's own endpoints only, skips bad entries with
