@@ -1,6 +1,7 @@
 package policystore
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,7 +136,43 @@ func Encode(res policy.Resource) (key string, value []byte, err error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("encode %s: %w", RefOf(res), err)
 	}
+	if value, err = dropEmptyStrings(value); err != nil {
+		return "", nil, fmt.Errorf("encode %s: %w", RefOf(res), err)
+	}
 	return Key(res), value, nil
+}
+
+// dropEmptyStrings removes the fields whose value is "" from a JSON
+// document. An absent selector marshals as "" (it is a struct, which
+// omitempty does not drop); the decoder reads "" as absent, so dropping
+// it changes nothing but what `weft policy get -o yaml` shows. Every
+// other string field of the resources is omitempty already.
+func dropEmptyStrings(doc []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	var walk func(any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, e := range t {
+				if s, ok := e.(string); ok && s == "" {
+					delete(t, k)
+					continue
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range t {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return json.Marshal(v)
 }
 
 func checkKind(res policy.Resource) error {
