@@ -360,9 +360,11 @@ func refOfKey(key string) (policystore.Ref, error) {
 	return r, nil
 }
 
-// PolicyList implements api.PolicyBackend.
+// PolicyList implements api.PolicyBackend. An entry that decodes but that
+// the Set leaves out (see policystore.Build) carries its problem too.
 func (e *policyEngine) PolicyList(ctx context.Context) ([]api.PolicyEntry, error) {
 	var out []api.PolicyEntry
+	b := e.build()
 	for _, s := range e.store.List(kindPolicy) {
 		pe := api.PolicyEntry{Key: s.Key, Version: s.Version, WrittenBy: s.Writer, WrittenAt: s.Written, Object: s.Value}
 		o, err := policystore.DecodePolicy(s.Key, s.Value)
@@ -375,6 +377,15 @@ func (e *policyEngine) PolicyList(ctx context.Context) ([]api.PolicyEntry, error
 		} else {
 			r := policystore.RefOf(o.Resource)
 			pe.Kind, pe.Namespace, pe.Name = r.Kind, r.Namespace, r.Name
+			if _, ok := b.Policies[s.Key]; !ok {
+				pe.Problem = "not enforced"
+				for _, p := range b.Problems {
+					if strings.HasPrefix(p, "store "+s.Key+":") {
+						pe.Problem = p
+						break
+					}
+				}
+			}
 		}
 		out = append(out, pe)
 	}

@@ -210,6 +210,20 @@ func TestPolicyEngineSync(t *testing.T) {
 	if len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "GlobalNetworkPolicy//junk") {
 		t.Errorf("problems: %q", st.Problems)
 	}
+	// An entry that decodes but does not resolve (its tier is gone, as
+	// when another host deleted it at the same time) is left out, and
+	// `policy get` says why.
+	orphan := `{"apiVersion":"projectcalico.org/v3","kind":"GlobalNetworkPolicy","metadata":{"name":"gone.x"},"spec":{"tier":"gone"}}`
+	store.Put(kindPolicy, "GlobalNetworkPolicy//gone.x", []byte(orphan))
+	list, _ := e1.PolicyList(ctx)
+	probs := map[string]string{}
+	for _, pe := range list {
+		probs[pe.Key] = pe.Problem
+	}
+	if !strings.Contains(probs["GlobalNetworkPolicy//gone.x"], "no such Tier") || !strings.Contains(probs["GlobalNetworkPolicy//junk"], "store GlobalNetworkPolicy//junk") || probs["GlobalNetworkPolicy//deny"] != "" {
+		t.Errorf("problems in the list: %q", probs)
+	}
+	store.Delete(kindPolicy, "GlobalNetworkPolicy//gone.x")
 	// Trace answers from the live set.
 	v, err := e1.PolicyTrace(ctx, policy.Flow{Src: netip.MustParseAddr("10.244.2.2"), Dst: netip.MustParseAddr("10.244.1.2"), Protocol: policy.ProtoTCP, DstPort: 5432})
 	if err != nil || v.Allowed() || v.Ingress.Decision().Policy != "deny" {
