@@ -289,3 +289,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Without an applier (policy.enabled: false) the engine enforces nothing
+// but the store, its validation and trace still work.
+func TestPolicyEngineDisabled(t *testing.T) {
+	ctx := context.Background()
+	store := newMemStore()
+	e := newPolicyEngine(policyEngineConfig{Store: store, Node: "h1"})
+	addEndpoint(t, e, "w1", "wlw1", "10.244.1.2", map[string]string{"app": "db"})
+	if _, err := e.PolicyApply(ctx, api.PolicyApplyRequest{Objects: []api.PolicyObject{obj("d.yaml", denyWebDB)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status(); st.Enabled || st.Policies != 1 || st.Chains != 0 || st.Version != "" {
+		t.Errorf("status: %+v", st)
+	}
+	if _, err := e.PolicyStats(ctx); !errors.Is(err, api.ErrPolicyOff) {
+		t.Errorf("stats: %v", err)
+	}
+	v, err := e.PolicyTrace(ctx, policy.Flow{Src: netip.MustParseAddr("10.0.0.9"), Dst: netip.MustParseAddr("10.244.1.2"), Protocol: policy.ProtoTCP, DstPort: 1})
+	if err != nil || v.Allowed() {
+		t.Errorf("trace: %+v %v", v, err)
+	}
+}
