@@ -40,7 +40,7 @@ func endpointAddCommand() *cli.Command {
 			"Example:\n  weft endpoint add web-1 --iface cali1234 --ip 10.244.1.5 --labels app=web,tier=frontend",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "iface", Usage: "host side `IF` of the workload's veth (required)"},
-			&cli.StringSliceFlag{Name: "ip", Usage: "the workload's `ADDR`esses, IPv4 or IPv6 (required; repeat or separate with commas)"},
+			&cli.StringSliceFlag{Name: "ip", Usage: "an address `ADDR` of the workload, IPv4 or IPv6 (required; repeat or separate with commas)"},
 			&cli.StringSliceFlag{Name: "labels", Aliases: []string{"l"}, Usage: "labels as `KEY=VALUE` pairs separated by commas (repeatable)"},
 			&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "the endpoint's `NS` for namespaced policies", Value: "default"},
 			&cli.StringFlag{Name: "service-account", Usage: "the endpoint's service `ACCOUNT`, for serviceAccountSelectors"},

@@ -16,7 +16,7 @@ import (
 func labCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "lab",
-		Usage: "build a multi-host fabric in network namespaces on this machine, with an agent and a workload on every host, and ping every pair (root)",
+		Usage: "build a multi-host fabric in network namespaces on this machine, with an agent and a labelled workload on every host, and ping every pair (root)",
 		Description: "The lab has two regions: in region r1, two L2 segments joined by a router; a WAN router to\n" +
 			"region r2, which has one segment. Every host runs a real `weft agent` and one workload namespace\n" +
 			"attached as a routed veth, labelled (app, tier, env: a three-tier app in prod and dev) and registered\n" +
