@@ -49,6 +49,8 @@ type policyEngine struct {
 	log     *slog.Logger
 	now     func() time.Time
 
+	cache policystore.Cache
+
 	// writeMu serialises the API's writes, so that two requests cannot
 	// both validate against the same store and then both write.
 	writeMu sync.Mutex
@@ -104,9 +106,10 @@ func (e *policyEngine) run(ctx context.Context) {
 	}
 }
 
-// build resolves the store's live entries into a Set.
+// build resolves the store's live entries into a Set, decoding only the
+// entries that changed since the last build.
 func (e *policyEngine) build() policystore.Built {
-	return policystore.Build(entries(e.store.List(kindPolicy)), entries(e.store.List(kindEndpoint)))
+	return e.cache.Build(entries(e.store.List(kindPolicy)), entries(e.store.List(kindEndpoint)))
 }
 
 func entries(es []storeEntry) []policystore.Entry {

@@ -1,10 +1,12 @@
 package policystore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/weft-net/weft/policy"
 )
@@ -38,26 +40,71 @@ const maxResolveRounds = 8
 // no longer exists, a second object of one name); Problems says which and
 // why. Build is pure; the slices are only read.
 func Build(policies, endpoints []Entry) Built {
+	return new(Cache).Build(policies, endpoints)
+}
+
+// Cache remembers decoded entries between Builds, so that a Build after
+// one change decodes one entry, not the whole store (decoding is most of
+// the cost of a Build: see BenchmarkPolicySync in internal/agent). The
+// zero Cache is ready; its methods are safe for concurrent use.
+type Cache struct {
+	mu        sync.Mutex
+	policies  map[string]cachedPolicy
+	endpoints map[string]cachedEndpoint
+}
+
+type cachedPolicy struct {
+	value []byte
+	obj   policy.Object
+	err   error
+}
+
+type cachedEndpoint struct {
+	value []byte
+	ep    Endpoint
+	err   error
+}
+
+// Build is the package's Build, decoding only the entries whose value
+// differs from the one decoded last time under the same key. Entries no
+// longer given are forgotten. Decoded objects are shared between the
+// Sets of successive Builds, which only read them.
+func (c *Cache) Build(policies, endpoints []Entry) Built {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	b := Built{Policies: map[string]policy.Object{}}
 	var objs []policy.Object
+	pols := make(map[string]cachedPolicy, len(policies))
 	for _, e := range policies {
-		o, err := DecodePolicy(e.Key, e.Value)
-		if err != nil {
-			b.Problems = append(b.Problems, fmt.Sprintf("policy %s: %v", e.Key, oneLine(err)))
+		cp, ok := c.policies[e.Key]
+		if !ok || !bytes.Equal(cp.value, e.Value) {
+			cp.obj, cp.err = DecodePolicy(e.Key, e.Value)
+			cp.value = e.Value
+		}
+		pols[e.Key] = cp
+		if cp.err != nil {
+			b.Problems = append(b.Problems, fmt.Sprintf("policy %s: %v", e.Key, oneLine(cp.err)))
 			continue
 		}
-		objs = append(objs, o)
-		b.Policies[e.Key] = o
+		objs = append(objs, cp.obj)
+		b.Policies[e.Key] = cp.obj
 	}
+	eps := make(map[string]cachedEndpoint, len(endpoints))
 	for _, e := range endpoints {
-		ep, err := DecodeEndpoint(e.Key, e.Value)
-		if err != nil {
-			b.Problems = append(b.Problems, oneLine(err))
+		ce, ok := c.endpoints[e.Key]
+		if !ok || !bytes.Equal(ce.value, e.Value) {
+			ce.ep, ce.err = DecodeEndpoint(e.Key, e.Value)
+			ce.value = e.Value
+		}
+		eps[e.Key] = ce
+		if ce.err != nil {
+			b.Problems = append(b.Problems, oneLine(ce.err))
 			continue
 		}
-		b.Endpoints = append(b.Endpoints, ep)
-		objs = append(objs, ep.Object())
+		b.Endpoints = append(b.Endpoints, ce.ep)
+		objs = append(objs, ce.ep.Object())
 	}
+	c.policies, c.endpoints = pols, eps
 	slices.SortFunc(b.Endpoints, func(x, y Endpoint) int { return strings.Compare(x.Key(), y.Key()) })
 	for round := 0; ; round++ {
 		set, err := policy.NewSet(objs)

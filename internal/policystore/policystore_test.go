@@ -331,3 +331,35 @@ func FuzzParseRef(f *testing.F) {
 		}
 	})
 }
+
+// A Cache gives what a fresh Build gives, step by step through changes.
+func TestCacheBuildsAsBuild(t *testing.T) {
+	deny := entry(t, `{"apiVersion":"projectcalico.org/v3","kind":"GlobalNetworkPolicy","metadata":{"name":"deny"},"spec":{"selector":"all()","types":["Ingress"]}}`)
+	tier := entry(t, `{"apiVersion":"projectcalico.org/v3","kind":"Tier","metadata":{"name":"t"},"spec":{"order":1}}`)
+	inTier := entry(t, `{"apiVersion":"projectcalico.org/v3","kind":"GlobalNetworkPolicy","metadata":{"name":"t.a"},"spec":{"tier":"t","selector":"all()"}}`)
+	w1 := validEndpoint()
+	w1b := validEndpoint()
+	w1b.Labels = map[string]string{"app": "db"}
+	steps := []struct{ pols, eps []Entry }{
+		{[]Entry{deny}, []Entry{endpointEntry(t, w1)}},
+		{[]Entry{deny, inTier}, []Entry{endpointEntry(t, w1)}},            // tier missing: left out
+		{[]Entry{deny, inTier, tier}, []Entry{endpointEntry(t, w1b)}},     // now resolves; label changed
+		{[]Entry{inTier, tier, {Key: deny.Key, Value: []byte("{")}}, nil}, // deny broken, endpoint gone
+		{[]Entry{deny}, []Entry{endpointEntry(t, w1), {Key: "h1/x", Value: []byte("{}")}}},
+	}
+	var c Cache
+	for i, st := range steps {
+		got, want := c.Build(st.pols, st.eps), Build(st.pols, st.eps)
+		if diff := cmp.Diff(want.Problems, got.Problems); diff != "" {
+			t.Errorf("step %d: problems (-fresh +cached):\n%s", i, diff)
+		}
+		if len(got.Policies) != len(want.Policies) || len(got.Endpoints) != len(want.Endpoints) {
+			t.Errorf("step %d: %d policies, %d endpoints; fresh Build: %d, %d", i, len(got.Policies), len(got.Endpoints), len(want.Policies), len(want.Endpoints))
+		}
+		for j, e := range want.Endpoints {
+			if !cmp.Equal(e.Labels, got.Endpoints[j].Labels) {
+				t.Errorf("step %d: endpoint %s labels %v, fresh Build %v", i, e.Key(), got.Endpoints[j].Labels, e.Labels)
+			}
+		}
+	}
+}
