@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -95,10 +96,26 @@ func TestLabCommand(t *testing.T) {
 	if rep.Failed != 0 || len(rep.Workloads) != 5 || len(rep.Hosts) != 5 || !rep.Kept {
 		t.Errorf("report: %d failed, %d workloads, %d hosts, kept %v", rep.Failed, len(rep.Workloads), len(rep.Hosts), rep.Kept)
 	}
-	for _, step := range []string{"[1] build topology", "attach one workload", "ping between every pair"} {
+	for _, step := range []string{"[1] build topology", "attach one labelled workload", "registered as endpoint h1/w1", "ping between every pair"} {
 		if !strings.Contains(stderr.String(), step) {
 			t.Errorf("progress lacks %q:\n%s", step, stderr.String())
 		}
+	}
+	for _, w := range rep.Workloads {
+		if w.Labels["app"] == "" || w.Labels["tier"] == "" || w.Labels["env"] == "" {
+			t.Errorf("workload %s has labels %v, want app, tier and env", w.Name, w.Labels)
+		}
+	}
+	// Every host's agent lists every workload as an endpoint.
+	for _, h := range rep.Hosts {
+		poll(t, 10*time.Second, "weft endpoint list on "+h.Name, func() (bool, string) {
+			list, code := weft(t, "endpoint", "list", "-o", "json", "--run-dir", h.RunDir)
+			var eps []struct{ Node, Name string }
+			if code != 0 || json.Unmarshal([]byte(list), &eps) != nil {
+				return false, fmt.Sprintf("exit %d: %s", code, list)
+			}
+			return len(eps) == len(rep.Workloads), fmt.Sprintf("%d endpoints, want %d", len(eps), len(rep.Workloads))
+		})
 	}
 	// The kept lab answers: a workload pings another.
 	w1, w5 := rep.Workloads[0], rep.Workloads[4]

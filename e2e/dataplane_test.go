@@ -418,6 +418,9 @@ func TestCleanup(t *testing.T) {
 	if err := f.c.Stop("h1"); err != nil {
 		t.Fatal(err)
 	}
+	if out, err := f.l.Command(context.Background(), "h1", "nft", "list", "table", "inet", "weft").CombinedOutput(); err != nil {
+		t.Fatalf("no policy table before cleanup: %v\n%s", err, out)
+	}
 	before := f.run(t, "h1", "ip", "route")
 	if !strings.Contains(before, "proto 87") || !strings.Contains(f.run(t, "h1", "ip", "link"), "weft.vxlan") {
 		t.Fatalf("nothing of weft's to clean up:\n%s", before)
@@ -435,8 +438,10 @@ func TestCleanup(t *testing.T) {
 	if links := f.run(t, "h1", "ip", "link"); strings.Contains(links, "weft.") {
 		t.Errorf("weft links left:\n%s", links)
 	}
-	if out, err := f.l.Command(context.Background(), "h1", "nft", "list", "table", "ip", "weft-nat").CombinedOutput(); err == nil {
-		t.Errorf("nftables table left:\n%s", out)
+	for _, table := range [][]string{{"ip", "weft-nat"}, {"inet", "weft"}} {
+		if out, err := f.l.Command(context.Background(), "h1", "nft", "list", "table", table[0], table[1]).CombinedOutput(); err == nil {
+			t.Errorf("nftables table %s %s left:\n%s", table[0], table[1], out)
+		}
 	}
 }
 

@@ -19,6 +19,8 @@ func agentCommand() *cli.Command {
 			"picks a path to every peer (a direct route on the same L2 segment, VXLAN across subnets,\n" +
 			"WireGuard across regions or wherever encryption is required) and\n" +
 			"keeps the kernel's routes, devices and masquerade rule equal to that plan, repairing drift.\n" +
+			"It enforces the cluster's network policies (`weft policy`) for this host's workloads (`weft endpoint`)\n" +
+			"in the nftables table inet weft, rebuilt on every change of the replicated policy store.\n" +
 			"It serves the local API that `weft status`, `weft peers` and `weft routes` use. Stopping it\n" +
 			"leaves the data plane in place, so a restart loses no packets; `weft cleanup` removes it.\n\n" +
 			"Configuration: " + config.Precedence + "\n" +
@@ -38,7 +40,11 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			a, err := agent.New(agent.Options{Config: cfg, Logger: log, Version: versionString(), DataPlane: dp})
+			pol, err := agent.NewKernelPolicy(cfg, log)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(agent.Options{Config: cfg, Logger: log, Version: versionString(), DataPlane: dp, Policy: pol})
 			if err != nil {
 				return err
 			}

@@ -13,10 +13,10 @@ import (
 func cleanupCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cleanup",
-		Usage: "remove everything weft made on this host (routes, VXLAN device, nftables table, run-dir files); stop the agent first",
+		Usage: "remove everything weft made on this host (routes, VXLAN device, nftables tables, run-dir files); stop the agent first",
 		Description: "weft recognises what it made without memory: routes by their protocol number (87), devices by\n" +
-			"their name prefix (weft.), its nftables table (ip weft-nat), and the files it writes in the run\n" +
-			"dir. Nothing else is touched. The state dir (the subnet this host holds) stays; `weft leave` frees it.",
+			"their name prefix (weft.), its nftables tables (ip weft-nat; inet weft, the policy), and the files\n" +
+			"it writes in the run dir. Nothing else is touched. The state dir (the subnet this host holds) stays; `weft leave` frees it.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Usage: "config file of the agent (for its run dir)", Value: config.DefaultPath, EnvVars: []string{"WEFT_CONFIG"}},
 			&cli.StringFlag{Name: "run-dir", Usage: "run directory of the agent (default: from the config, else /run/weft)", EnvVars: []string{"WEFT_RUN_DIR"}},

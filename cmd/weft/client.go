@@ -90,6 +90,7 @@ func printStatus(w io.Writer, s api.Status) error {
 		{"data plane", s.DataPlane},
 		{"wireguard", s.WireGuard},
 		{"ip-in-ip", s.IPIP},
+		{"policy", policySummary(s.Policy)},
 		{"health", s.Health},
 		{"version", s.Version},
 		{"up since", s.StartedAt.Format(time.RFC3339)},
@@ -204,4 +205,18 @@ func leaveCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// policySummary renders the policy engine's state on one line.
+func policySummary(p *api.PolicyStatus) string {
+	switch {
+	case p == nil:
+		return "-"
+	case !p.Enabled:
+		return fmt.Sprintf("off (policy.enabled: false); store revision %d, %d policies, %d endpoints", p.Revision, p.Policies, p.Endpoints)
+	case p.AppliedAt.IsZero():
+		return "not applied yet"
+	}
+	return fmt.Sprintf("store revision %d: %d policies, %d endpoints (%d here), %d chains, %d sets; applied %s",
+		p.Revision, p.Policies, p.Endpoints, p.LocalEndpoints, p.Chains, p.Sets, p.AppliedAt.Format(time.RFC3339))
 }

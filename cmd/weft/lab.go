@@ -16,10 +16,11 @@ import (
 func labCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "lab",
-		Usage: "build a multi-host fabric in network namespaces on this machine, with an agent and a workload on every host, and ping every pair (root)",
+		Usage: "build a multi-host fabric in network namespaces on this machine, with an agent and a labelled workload on every host, and ping every pair (root)",
 		Description: "The lab has two regions: in region r1, two L2 segments joined by a router; a WAN router to\n" +
 			"region r2, which has one segment. Every host runs a real `weft agent` and one workload namespace\n" +
-			"attached as a routed veth. The lab shows each step, then the path every host chose to every other\n" +
+			"attached as a routed veth, labelled (app, tier, env: a three-tier app in prod and dev) and registered\n" +
+			"as a policy endpoint (`weft endpoint list`). The lab shows each step, then the path every host chose to every other\n" +
 			"and the result of a ping between every pair of workloads; it exits non-zero if any ping fails.\n" +
 			"Lab addresses come from 198.18.0.0/15 and live only inside the lab's namespaces: the machine's own\n" +
 			"network is not touched. Everything is removed at the end (also on Ctrl-C) unless --keep is given;\n" +

@@ -26,7 +26,8 @@ type exitCoder interface{ ExitCode() int }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newApp().RunContext(ctx, os.Args)
+	app := newApp()
+	err := app.RunContext(ctx, flagsFirst(app, os.Args))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "weft:", err)
 		var ec exitCoder
@@ -54,6 +55,7 @@ func newApp() *cli.App {
 			routesCommand(),
 			cloudCommand(),
 			policyCommand(),
+			endpointCommand(),
 			leaveCommand(),
 			cleanupCommand(),
 			keysCommand(),

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/policy"
 )
 
@@ -15,15 +16,19 @@ import (
 func policyTraceCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "trace",
-		Usage: "say whether a flow is allowed by Calico/Kubernetes policy files, and which rule decided",
+		Usage: "say whether a flow is allowed by the cluster's policies (or by policy files, offline), and which rule decided",
+		UsageText: "weft policy trace --from IP --to IP [--proto P] [--port N] ...            (asks the agent)\n" +
+			"weft policy trace -f FILE|DIR --from IP --to IP [--proto P] [--port N] ...  (offline)",
 		Description: "Evaluates the flow as Calico would: the source endpoint's egress, then the destination\n" +
-			"endpoint's ingress; the flow is allowed only if both are. An address that is no\n" +
-			"WorkloadEndpoint or HostEndpoint in the files is external, judged only by nets and\n" +
-			"network sets. --port and --src-port are 0 when omitted; an ICMP flow without\n" +
-			"--icmp-type is an echo request (type 8, or 128 for ICMPv6).",
+			"endpoint's ingress; the flow is allowed only if both are. Without -f the agent answers from\n" +
+			"the policies and endpoints it enforces now (the live store, with its own failsafe ports and\n" +
+			"defaultDenyWorkloads); with -f the files are evaluated here, without an agent. An address\n" +
+			"that is no endpoint is external, judged only by nets and network sets. --port and --src-port\n" +
+			"are 0 when omitted; an ICMP flow without --icmp-type is an echo request (type 8, or 128 for\n" +
+			"ICMPv6).",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "resource `FILE` or directory (YAML or JSON; Calico v3, Kubernetes NetworkPolicy, Namespace, ServiceAccount)"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "evaluate resource `FILE` or directory offline (YAML or JSON; Calico v3, Kubernetes NetworkPolicy, Namespace, ServiceAccount) instead of asking the agent"},
 			&cli.StringFlag{Name: "from", Usage: "source `IP`"},
 			&cli.StringFlag{Name: "to", Usage: "destination `IP`"},
 			&cli.StringFlag{Name: "proto", Value: "tcp", Usage: "protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number 1-255"},
@@ -31,9 +36,10 @@ func policyTraceCommand() *cli.Command {
 			&cli.IntFlag{Name: "src-port", Usage: "source `PORT`"},
 			&cli.IntFlag{Name: "icmp-type", Value: -1, Usage: "ICMP `TYPE` (0-255)"},
 			&cli.IntFlag{Name: "icmp-code", Value: -1, Usage: "ICMP `CODE` (0-255)"},
-			&cli.BoolFlag{Name: "default-deny-workloads", Usage: "deny workload traffic that no policy decides (cluster-wide default deny)"},
-			&cli.IntFlag{Name: "gossip-port", Value: policy.DefaultGossipPort, Usage: "weft's gossip `PORT`, a host endpoint failsafe (0: none)"},
-			&cli.IntFlag{Name: "wireguard-port", Value: policy.DefaultWireGuardPort, Usage: "weft's WireGuard `PORT`, a host endpoint failsafe (0: none)"},
+			&cli.BoolFlag{Name: "default-deny-workloads", Usage: "with -f: deny workload traffic that no policy decides (cluster-wide default deny)"},
+			&cli.IntFlag{Name: "gossip-port", Value: policy.DefaultGossipPort, Usage: "with -f: weft's gossip `PORT`, a host endpoint failsafe (0: none)"},
+			&cli.IntFlag{Name: "wireguard-port", Value: policy.DefaultWireGuardPort, Usage: "with -f: weft's WireGuard `PORT`, a host endpoint failsafe (0: none)"},
+			runDirFlag,
 			outputFlag,
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
@@ -41,9 +47,17 @@ func policyTraceCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return usageError{fmt.Errorf("unexpected argument %q: give the flow with flags", c.Args().First())}
 			}
-			for _, name := range []string{"file", "from", "to"} {
+			for _, name := range []string{"from", "to"} {
 				if c.String(name) == "" {
 					return usageError{fmt.Errorf("--%s is required", name)}
+				}
+			}
+			offline := c.String("file") != ""
+			if !offline {
+				for _, name := range []string{"default-deny-workloads", "gossip-port", "wireguard-port"} {
+					if c.IsSet(name) {
+						return usageError{fmt.Errorf("--%s needs -f: without it the agent uses its own configuration", name)}
+					}
 				}
 			}
 			format, err := outputFormat(c)
@@ -54,15 +68,20 @@ func policyTraceCommand() *cli.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			opts, err := traceOptions(c)
-			if err != nil {
-				return usageError{err}
+			var v policy.Verdict
+			if offline {
+				opts, err := traceOptions(c)
+				if err != nil {
+					return usageError{err}
+				}
+				set, err := policy.Load(c.String("file"))
+				if err != nil {
+					return usageError{err}
+				}
+				v = policy.Evaluate(set, flow, opts)
+			} else if v, err = api.NewClient(c.String("run-dir")).PolicyTrace(c.Context, flow); err != nil {
+				return err
 			}
-			set, err := policy.Load(c.String("file"))
-			if err != nil {
-				return usageError{err}
-			}
-			v := policy.Evaluate(set, flow, opts)
 			if format == "json" {
 				return writeJSON(c.App.Writer, v)
 			}

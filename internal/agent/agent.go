@@ -26,6 +26,10 @@ import (
 // SubnetEnvName is the flannel-compatible file the agent writes in its run dir.
 const SubnetEnvName = "subnet.env"
 
+// StoreFile is where, in the state dir, the replicated policy store is
+// saved, so that a restarted agent enforces what it knew at once.
+const StoreFile = "store.snapshot"
+
 // recordTimeout is how long publishing a new record waits for memberlist to
 // finish broadcasting it: not at all. The loop must not stall on a busy
 // cluster; gossip spreads the record anyway, and push/pull repairs misses.
@@ -63,6 +67,9 @@ type Options struct {
 	// DataPlane puts plans into the kernel; nil runs the agent without one
 	// (membership and subnets only).
 	DataPlane DataPlane
+	// Policy puts the policy ruleset into the kernel (NewKernelPolicy);
+	// nil enforces no policy (the store and the policy API still work).
+	Policy PolicyApplier
 }
 
 // Agent is one running weft agent. Create it with New, run it with Run.
@@ -94,6 +101,9 @@ type Agent struct {
 	echo     *time.Timer
 	echoStep int
 
+	polApplier PolicyApplier
+	pe         *policyEngine // set by Run before the API serves
+
 	mu       sync.Mutex
 	claim    fabric.Claim // this node's claim; zero Subnet when it has none
 	subState string       // see api.Status.SubnetState
@@ -119,21 +129,22 @@ func New(o Options) (*Agent, error) {
 	}
 	cfg := o.Config
 	a := &Agent{
-		cfg:      cfg,
-		log:      o.Logger.With("component", "agent"),
-		version:  o.Version,
-		host:     o.Host,
-		now:      o.Now,
-		pool:     fabric.Pool{CIDR: cfg.ClusterCIDR, Bits: cfg.SubnetSize},
-		seed:     fabric.NodeSeed(cfg.NodeName),
-		leave:    make(chan chan error),
-		rotate:   make(chan chan error),
-		problems: map[string]string{},
-		subState: "waiting",
-		dp:       o.DataPlane,
-		dpOpts:   cfg.DataPlane(),
-		vtepMAC:  fabric.VTEPMAC(cfg.NodeName),
-		location: gossip.Location{Cloud: cfg.Location.Cloud, Region: cfg.Location.Region, Zone: cfg.Location.Zone},
+		cfg:        cfg,
+		log:        o.Logger.With("component", "agent"),
+		version:    o.Version,
+		host:       o.Host,
+		now:        o.Now,
+		pool:       fabric.Pool{CIDR: cfg.ClusterCIDR, Bits: cfg.SubnetSize},
+		seed:       fabric.NodeSeed(cfg.NodeName),
+		leave:      make(chan chan error),
+		rotate:     make(chan chan error),
+		problems:   map[string]string{},
+		subState:   "waiting",
+		dp:         o.DataPlane,
+		polApplier: o.Policy,
+		dpOpts:     cfg.DataPlane(),
+		vtepMAC:    fabric.VTEPMAC(cfg.NodeName),
+		location:   gossip.Location{Cloud: cfg.Location.Cloud, Region: cfg.Location.Region, Zone: cfg.Location.Zone},
 	}
 	if o.DataPlane != nil {
 		// VXLAN is in every Linux kernel weft supports; the data plane
@@ -223,6 +234,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		GossipInterval:   a.cfg.Gossip.GossipInterval.Duration,
 		PushPullInterval: a.cfg.Gossip.PushPullInterval.Duration,
 		DeadReservation:  a.cfg.Gossip.DeadReservation.Duration,
+		StorePath:        filepath.Join(a.cfg.StateDir, StoreFile),
+		ValidateEntry:    validateGossipEntry,
 		Logger:           a.log,
 		Now:              a.now,
 	})
@@ -231,6 +244,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.ml = ml
 	defer ml.Shutdown()
+	a.pe = newPolicyEngine(policyEngineConfig{Store: gossipStore{ml}, Applier: a.polApplier, Node: a.cfg.NodeName,
+		Options: a.cfg.PolicyOptions(), Resync: a.cfg.ResyncPeriod.Duration, Logger: a.log, Now: a.now})
 
 	srv, err := api.Listen(a.cfg.RunDir, (*backend)(a), a.log)
 	if err != nil {
@@ -283,6 +298,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.echo = time.NewTimer(echoDelays[0])
 	defer a.echo.Stop()
 	a.decide()
+	// Policy too waits for the cluster: the ruleset a restarted agent left
+	// stays in force until the store is known.
+	go a.pe.run(ctx)
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()
@@ -511,6 +529,13 @@ func (a *Agent) setProblem(key, msg string) {
 // state file goes, so a later start claims afresh instead of evicting whoever
 // took the subnet meanwhile.
 func (a *Agent) doLeave() error {
+	// The host's workloads go with it: only this node may delete its
+	// endpoints, so it does so before it leaves (their tombstones travel
+	// with the leave's gossip; push/pull would carry them later, but a
+	// node that left never comes back to do it).
+	if a.pe != nil {
+		a.pe.removeOwnEndpoints()
+	}
 	if err := a.ml.Leave(5 * time.Second); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/weft-net/weft/policy/nft"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -384,6 +385,7 @@ func Cleanup(ctx context.Context, cfg config.Config, log *slog.Logger) ([]string
 	step("remove weft routes (protocol 87)", rt.Sweep(ctx))
 	step("remove weft VXLAN devices ("+vxlan.LinkPrefix+"*) with their neighbour and FDB entries", vx.Apply(ctx, vxlan.Want{}))
 	step("remove nftables table ip "+masq.TableName, nat.Remove(ctx))
+	step("remove nftables table inet "+nft.TableName+" (policy)", removePolicyTable(ctx, log))
 	if h, err := netlink.NewHandle(); err != nil {
 		step("open netlink", err)
 	} else {

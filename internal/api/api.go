@@ -38,6 +38,8 @@ type Status struct {
 	IPIP string `json:"ipip,omitempty"`
 	// DataPlane summarises the reconciler: passes and the last one, or "off".
 	DataPlane string `json:"dataPlane"`
+	// Policy is the policy engine's state; nil when the agent has none.
+	Policy *PolicyStatus `json:"policy,omitempty"`
 	// Health is "ok" or "degraded"; Problems says why it is degraded.
 	Health   string   `json:"health"`
 	Problems []string `json:"problems"`

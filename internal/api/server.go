@@ -83,6 +83,9 @@ func Listen(runDir string, b Backend, log *slog.Logger) (*Server, error) {
 		}
 		writeJSON(w, http.StatusOK, struct{}{})
 	})
+	if pb, ok := b.(PolicyBackend); ok {
+		registerPolicy(mux, pb)
+	}
 	return &Server{
 		path: path,
 		ln:   ln,

@@ -94,6 +94,8 @@ type Config struct {
 	AWS AWS `json:"aws"`
 	// Gossip tunes memberlist.
 	Gossip GossipTimings `json:"gossip"`
+	// Policy configures network policy enforcement.
+	Policy Policy `json:"policy"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `json:"logLevel"`
 	// LogFormat is text or json.
@@ -240,6 +242,7 @@ func Default() Config {
 			JoinRetryMax:     Duration{5 * time.Second},
 			DeadReservation:  Duration{24 * time.Hour},
 		},
+		Policy:    Policy{Enabled: true, FailsafeInbound: defaultFailsafes(), FailsafeOutbound: defaultFailsafes()},
 		LogLevel:  "info",
 		LogFormat: "text",
 	}

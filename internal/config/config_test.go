@@ -98,6 +98,7 @@ labels: {tier: edge, example.com/rack: r12, empty: ""}
 overlay: ipip
 overlayMode: never
 encryption: always
+policy: {enabled: false, failsafeInbound: ["tcp:7000", "udp:10.0.0.0/8:53"], failsafeOutbound: ["udp:53"], defaultDenyWorkloads: true}
 vxlan: {vni: 16777215, port: 8472, device: vx0}
 ipMasq: false
 resyncPeriod: 1s
@@ -150,6 +151,7 @@ logFormat: json
 					JoinRetryMax:     Duration{time.Minute},
 					DeadReservation:  Duration{168 * time.Hour},
 				},
+				Policy:    Policy{FailsafeInbound: []string{"tcp:7000", "udp:10.0.0.0/8:53"}, FailsafeOutbound: []string{"udp:53"}, DefaultDenyWorkloads: true},
 				LogLevel:  "debug",
 				LogFormat: "json",
 			},

@@ -93,6 +93,10 @@ func settings() []setting {
 		duration("gossip-push-pull-interval", "time between full state exchanges with a random node", func(c *Config) *Duration { return &c.Gossip.PushPullInterval }),
 		duration("gossip-join-retry-max", "longest wait between attempts to join the --join nodes", func(c *Config) *Duration { return &c.Gossip.JoinRetryMax }),
 		duration("gossip-dead-reservation", "how long a dead node's subnet stays reserved in case it comes back", func(c *Config) *Duration { return &c.Gossip.DeadReservation }),
+		boolean("policy-enabled", "enforce network policy for this host's workloads in nftables table inet weft; --policy-enabled=false enforces nothing and removes the table", func(c *Config) *bool { return &c.Policy.Enabled }),
+		list("policy-failsafe-inbound", "traffic to this host that no policy can block, as proto:port or proto:net:port (tcp, udp, sctp); repeat or separate with commas", func(c *Config) *[]string { return &c.Policy.FailsafeInbound }),
+		list("policy-failsafe-outbound", "traffic from this host that no policy can block, as proto:port or proto:net:port; repeat or separate with commas", func(c *Config) *[]string { return &c.Policy.FailsafeOutbound }),
+		boolean("policy-default-deny-workloads", "deny a workload's traffic that no policy decides (Calico allows it)", func(c *Config) *bool { return &c.Policy.DefaultDenyWorkloads }),
 		str("log-level", "least severe log messages to print: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 		str("log-format", "log format: text or json", func(c *Config) *string { return &c.LogFormat }),
 	}

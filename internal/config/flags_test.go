@@ -271,10 +271,11 @@ func TestFlags(t *testing.T) {
 		"cloud", "aws-region", "aws-endpoint", "aws-imds-endpoint", "aws-route-table-ids", "aws-route-table-tag",
 		"gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-gossip-interval",
 		"gossip-push-pull-interval", "gossip-join-retry-max", "gossip-dead-reservation",
+		"policy-enabled", "policy-failsafe-inbound", "policy-failsafe-outbound", "policy-default-deny-workloads",
 		"log-level", "log-format",
 	}
-	if len(pinned) != 47 {
-		t.Fatalf("pinned lists %d flags, want 47", len(pinned))
+	if len(pinned) != 51 {
+		t.Fatalf("pinned lists %d flags, want 51", len(pinned))
 	}
 	slices.Sort(pinned)
 	if diff := cmp.Diff(pinned, want); diff != "" {

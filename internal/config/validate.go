@@ -151,6 +151,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("logFormat", quote(c.LogFormat), "want text or json")
 	}
+	errs = append(errs, c.validatePolicy()...)
 	return errors.Join(errs...)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/weft-net/weft/internal/api"
@@ -62,15 +63,6 @@ type HostInfo struct {
 	RunDir  string       `json:"runDir"`
 	Netns   string       `json:"netns"`
 	LogFile string       `json:"logFile"`
-}
-
-// workloadLabels gives the lab's workloads labels to select on, host by host.
-var workloadLabels = []map[string]string{
-	{"app": "web", "tier": "frontend", "env": "prod"},
-	{"app": "api", "tier": "backend", "env": "prod"},
-	{"app": "db", "tier": "data", "env": "prod"},
-	{"app": "web", "tier": "frontend", "env": "dev"},
-	{"app": "api", "tier": "backend", "env": "dev"},
 }
 
 // Run builds the default topology, runs an agent on every host, waits until
@@ -159,7 +151,7 @@ func Run(ctx context.Context, o RunOptions) (err error) {
 	detail("converged in %s", time.Since(start).Round(10*time.Millisecond))
 
 	rep := Report{Prefix: l.Prefix(), Kept: o.Keep}
-	say("attach one workload to every host (a routed veth, as Calico does)")
+	say("attach one labelled workload to every host (a routed veth, as Calico does) and register it for policy")
 	for i, v := range c.Views(ctx, hosts) {
 		var subnet netip.Prefix
 		for _, p := range v.Peers {
@@ -170,12 +162,15 @@ func Run(ctx context.Context, o RunOptions) (err error) {
 		h := v.Host
 		rep.Hosts = append(rep.Hosts, HostInfo{Name: h, Addr: l.HostAddr(h), Region: DefaultRegions()[c.hostSegment(h)],
 			Subnet: subnet, RunDir: c.RunDir(h), Netns: l.NSName(h), LogFile: filepath.Join(c.HostDir(h), "agent.log")})
-		w := netlab.Workload{Name: fmt.Sprintf("w%d", i+1), Host: h, Addr: subnet.Addr().Next().Next(), Labels: workloadLabels[i%len(workloadLabels)]}
+		w := netlab.Workload{Name: fmt.Sprintf("w%d", i+1), Host: h, Addr: subnet.Addr().Next().Next(), Labels: WorkloadLabels(i)}
 		if err := l.AddWorkload(ctx, w); err != nil {
 			return err
 		}
+		if err := c.RegisterWorkload(ctx, w); err != nil {
+			return err
+		}
 		rep.Workloads = append(rep.Workloads, w)
-		detail("%s on %s: %s, labels app=%s tier=%s env=%s", w.Name, h, w.Addr, w.Labels["app"], w.Labels["tier"], w.Labels["env"])
+		detail("%s on %s: %s, labels %s, registered as endpoint %s/%s", w.Name, h, w.Addr, LabelsString(w.Labels), h, w.Name)
 	}
 
 	say("wait until every host has a route to every other in its kernel")
@@ -239,9 +234,13 @@ func printReport(w io.Writer, rep Report, c *Cluster, printPeers func(io.Writer,
 	fmt.Fprintln(w, "\nping between workloads (row: from, column: to)")
 	_ = rep.Pings.Render(w, "from\\to")
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "workloads (registered as policy endpoints; `weft endpoint list` shows them):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tHOST\tADDRESS\tLABELS")
 	for _, wl := range rep.Workloads {
-		fmt.Fprintf(w, "%s on %s: %s\n", wl.Name, wl.Host, wl.Addr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", wl.Name, wl.Host, wl.Addr, LabelsString(wl.Labels))
 	}
+	_ = tw.Flush()
 	if rep.Kept {
 		wl := rep.Workloads[0]
 		to := rep.Workloads[len(rep.Workloads)-1]
@@ -250,6 +249,8 @@ func printReport(w io.Writer, rep Report, c *Cluster, printPeers func(io.Writer,
 		fmt.Fprintf(w, "  ip netns exec %s-%s ping %s          # from workload %s to %s\n", rep.Prefix, wl.Name, to.Addr, wl.Name, to.Name)
 		fmt.Fprintf(w, "  ip netns exec %s ip route               # host %s's routes\n", h.Netns, h.Name)
 		fmt.Fprintf(w, "  weft routes --run-dir %s        # what %s's agent planned\n", h.RunDir, h.Name)
+		fmt.Fprintf(w, "  weft endpoint list --run-dir %s # every host's workloads and labels\n", h.RunDir)
+		fmt.Fprintf(w, "  weft policy apply -f FILE --run-dir %s  # a policy for the whole lab\n", h.RunDir)
 		fmt.Fprintf(w, "  weft lab down                                    # remove it\n")
 	}
 }
