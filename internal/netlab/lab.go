@@ -50,9 +50,11 @@ type Lab struct {
 
 // Build validates t, then creates its namespaces, bridges, veths, addresses,
 // routes and sysctls. It checks ctx between steps. On any failure it removes
-// everything it made and returns the error wrapped with the failed step; the
-// root namespace is never changed. The caller owns the returned Lab and must
-// Close it.
+// everything it made and returns the error wrapped with the failed step. The
+// root namespace gets no link, address or route; the one thing Build may
+// change outside the lab is the machine-wide neighbour table limit, raised
+// (never lowered) when the lab needs more entries than it allows (see
+// neigh.go). The caller owns the returned Lab and must Close it.
 func Build(ctx context.Context, t Topology, o Options) (*Lab, error) {
 	plan, err := t.Plan()
 	if err != nil {
@@ -71,6 +73,9 @@ func Build(ctx context.Context, t Topology, o Options) (*Lab, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Lab{prefix: prefix, plan: plan, topo: t, log: log.With("component", "netlab", "lab", prefix)}
+	if err := l.raiseNeighLimits(); err != nil {
+		return nil, fmt.Errorf("build lab %s: %w", prefix, err)
+	}
 	b := &builder{lab: l, ctx: ctx, progress: o.Progress}
 	err = b.build()
 	b.close()
