@@ -41,7 +41,7 @@ func neighNeed(p Plan) int {
 // and whether they must change: room for this lab and as much again for
 // other labs and the machine itself, never below the current values.
 func neighLimits(need, thresh2, thresh3 int) (int, int, bool) {
-	want := 2*need + 1024
+	want := 2*need + 256
 	if want <= thresh3 {
 		return thresh2, thresh3, false
 	}

@@ -9,8 +9,8 @@ func TestNeighLimits(t *testing.T) {
 		change       bool
 	}{
 		{need: 20, t2: 512, t3: 1024, w2: 512, w3: 1024},
-		{need: 1300, t2: 512, t3: 1024, w2: 3624, w3: 3624, change: true},
-		{need: 1300, t2: 8000, t3: 2000, w2: 8000, w3: 3624, change: true},
+		{need: 1300, t2: 512, t3: 1024, w2: 2856, w3: 2856, change: true},
+		{need: 1300, t2: 8000, t3: 2000, w2: 8000, w3: 2856, change: true},
 		{need: 1300, t2: 512, t3: 10000, w2: 512, w3: 10000},
 	} {
 		g2, g3, ch := neighLimits(c.need, c.t2, c.t3)
