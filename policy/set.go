@@ -161,7 +161,19 @@ func NewSet(objs []Object) (*Set, error) {
 			p.tierIndex = i
 		}
 	}
+	// Endpoints that look the same to every selector (same kind, namespace,
+	// service account and merged labels: the pods of one Deployment) share
+	// the result: at 10,000 endpoints and 1,000 policies this turned 10
+	// million selector evaluations into one per policy and label set.
+	groups := map[string][]*compiledPolicy{}
+	var key strings.Builder
 	for _, ep := range s.endpoints {
+		key.Reset()
+		selectorKey(&key, ep)
+		if ps, ok := groups[key.String()]; ok {
+			ep.policies = ps
+			continue
+		}
 		for _, t := range s.tiers {
 			for _, p := range t.policies {
 				if p.sel.matches(ep) {
@@ -169,8 +181,28 @@ func NewSet(objs []Object) (*Set, error) {
 				}
 			}
 		}
+		ep.policies = slices.Clip(ep.policies)
+		groups[key.String()] = ep.policies
 	}
 	return s, nil
+}
+
+// selectorKey writes what a selector can see of o to b: two objects with
+// the same key match the same selectors (see match.matches: the namespace,
+// the merged labels, and the namespace's and service account's labels,
+// which follow from the namespace and service account names).
+func selectorKey(b *strings.Builder, o *object) {
+	b.WriteByte(byte(o.kind))
+	b.WriteString(o.namespace)
+	b.WriteByte(0)
+	b.WriteString(o.serviceAccount)
+	b.WriteByte(0)
+	for _, k := range slices.Sorted(maps.Keys(o.labels)) {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(o.labels[k])
+		b.WriteByte(0)
+	}
 }
 
 // compareOrder sorts by order, nil (no order) last.
