@@ -12,8 +12,9 @@ import (
 )
 
 // TableName is weft's policy table, family inet. No other weft table uses
-// that family and name (fabric/masq owns "ip weft-nat"). Apply replaces its
-// whole content; Remove deletes it.
+// that family and name (fabric/masq owns "ip weft-nat"). Apply owns its
+// whole content (anything foreign in it goes at the next full replace);
+// Remove deletes it.
 const TableName = "weft"
 
 // rulesetVersion is written into Ruleset.Version. Bump it whenever the
