@@ -79,11 +79,12 @@ table inet weft
   set wl-ifaces elements 2
   set wl-ingress4 elements 2
   set wl-ingress6 elements 0
-  chain forward-egress hook 2 priority 0 rules 4 first "` + rs.Version + `"
+  chain forward-egress hook 2 priority 0 rules 4 first ""
   chain forward-ingress hook 2 priority 1 rules 4 first ""
   chain gnp/web/ingress rules 1 first "GlobalNetworkPolicy web ingress[0]"
   chain input-egress hook 1 priority 0 rules 5 first ""
   chain output-ingress hook 3 priority 1 rules 5 first ""
+  chain weft-version rules 1 first "` + rs.Version + `"
   chain wl-in-ed7d2a0dda rules 3 first ""
   chain wl-out-fdae941b06 rules 2 first ""`
 	if diff := cmp.Diff(want, f.String()); diff != "" {

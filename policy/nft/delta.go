@@ -18,8 +18,9 @@ import (
 //     all sets) Add is added: a changed element (verdict or comment) is
 //     deleted and added again;
 //  4. every chain of Fill is filled with its rules, an existing one flushed
-//     first (Flush reports which): the first base chain is always in Fill,
-//     as its first rule carries the version comment;
+//     first (Flush reports which): the first chain is always in Fill, as
+//     its first rule carries the version comment (Compile makes that the
+//     chain weft-version, whose rewrite costs the kernel no validation);
 //  5. DelChains are flushed, all of them, then deleted (one may jump to
 //     another);
 //  6. DelSets are deleted (only rules flushed in 4 and 5 named them).
@@ -112,6 +113,7 @@ func diff(old, new *Ruleset) Delta {
 		return d
 	}
 
+	dOld, dNew := validDigests(old), validDigests(new)
 	oldSets := make(map[string]*Set, len(old.Sets))
 	for i := range old.Sets {
 		oldSets[old.Sets[i].Name] = &old.Sets[i]
@@ -129,7 +131,17 @@ func diff(old, new *Ruleset) Delta {
 			d.Full = "set " + s.Name + " changed its definition"
 			return d
 		}
-		if ed, changed := elementsDiff(o, s); changed {
+		head, tail := 0, 0
+		if dOld != nil && dNew != nil {
+			ca, cb := dOld.sets[s.Name], dNew.sets[s.Name]
+			if sameChunks(ca, cb) && len(o.Elements) == len(s.Elements) {
+				continue
+			}
+			if h, t, ok := window(ca, cb, len(o.Elements), len(s.Elements)); ok {
+				head, tail = h, t
+			}
+		}
+		if ed, changed := elementsDiff(o, s, head, tail); changed {
 			d.Elements = append(d.Elements, ed)
 		}
 	}
@@ -154,7 +166,7 @@ func diff(old, new *Ruleset) Delta {
 			if len(c.Rules) > 0 {
 				d.Fill, d.Flush = append(d.Fill, *c), append(d.Flush, false)
 			}
-		case i == 0 || !sameRules(o.Rules, c.Rules):
+		case i == 0 || !sameChain(dOld, dNew, o, c):
 			// The first chain carries the version in its first rule.
 			d.Fill, d.Flush = append(d.Fill, *c), append(d.Flush, true)
 		}
@@ -225,12 +237,18 @@ func isZero(b []byte) bool {
 // Compile emits elements in key order; diff then merges the two lists in
 // one pass (after skipping their common head and tail, which is all of
 // most sets), else it falls back to a map.
-func elementsDiff(o, n *Set) (ElementDelta, bool) {
+//
+// head and tail are counts of elements known (from digests) to be equal at
+// the head and at the tail of both lists: they are skipped unread.
+func elementsDiff(o, n *Set, head, tail int) (ElementDelta, bool) {
 	ed := ElementDelta{Set: *n}
 	ed.Set.Elements = nil
 	a, b := o.Elements, n.Elements
 	za, zb := zeroEnd(o, a), zeroEnd(n, b)
 	ed.DelZeroEnd, ed.AddZeroEnd = za && !zb, zb && !za
+	if head+tail <= min(len(a), len(b)) {
+		a, b = a[head:len(a)-tail], b[head:len(b)-tail]
+	}
 	for len(a) > 0 && len(b) > 0 && sameElement(&a[0], &b[0]) {
 		a, b = a[1:], b[1:]
 	}
@@ -329,18 +347,39 @@ func compareKeys(a, b []Range) int {
 	return len(a) - len(b)
 }
 
+// sameElement reports whether a and b have the same key, verdict and
+// comment.
 func sameElement(a, b *Element) bool {
-	return compareKeys(a.Key, b.Key) == 0 && samePayload(a, b)
+	if len(a.Key) != len(b.Key) || !samePayload(a, b) {
+		return false
+	}
+	for i := range a.Key {
+		if !bytes.Equal(a.Key[i].From, b.Key[i].From) || !bytes.Equal(a.Key[i].To, b.Key[i].To) {
+			return false
+		}
+	}
+	return true
 }
 
 func samePayload(a, b *Element) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
 	if a.Comment != b.Comment || (a.Verdict == nil) != (b.Verdict == nil) {
 		return false
 	}
 	return a.Verdict == nil || *a.Verdict == *b.Verdict
+}
+
+// sameChain reports whether chains a (of the old ruleset, with digests
+// dOld) and b (of the new one) hold the same rules: by their digests when
+// both have them, else match by match.
+func sameChain(dOld, dNew *digests, a, b *Chain) bool {
+	if dOld != nil && dNew != nil {
+		ha, okA := dOld.chains[a.Name]
+		hb, okB := dNew.chains[b.Name]
+		if okA && okB {
+			return ha == hb && len(a.Rules) == len(b.Rules)
+		}
+	}
+	return sameRules(a.Rules, b.Rules)
 }
 
 // sameRules reports whether two rule lists are the same, match by match.

@@ -102,24 +102,24 @@ func TestDiff(t *testing.T) {
 		want     []string
 	}{
 		{"no previous", Ruleset{}, tiny("wl1"), []string{"full: no previous ruleset"}},
-		{"unchanged: the version chain only", tiny("wl1"), tiny("wl1"), []string{"flush and fill chain forward-egress (4 rules)"}},
+		{"unchanged: the version chain only", tiny("wl1"), tiny("wl1"), []string{"flush and fill chain weft-version (1 rules)"}},
 		{"endpoint added", tiny("wl1"), tiny("wl1", "wl2"), []string{
 			`add element wl-egress4 "wl2" . 10.0.0.2 comment "no endpoint" : accept`,
 			`add element wl-ifaces "wl2"`,
 			`add element wl-ingress4 "wl2" . 10.0.0.2 comment "no endpoint" : accept`,
-			"flush and fill chain forward-egress (4 rules)",
+			"flush and fill chain weft-version (1 rules)",
 		}},
 		{"endpoint removed", tiny("wl1", "wl2"), tiny("wl1"), []string{
 			`delete element wl-egress4 "wl2" . 10.0.0.2 comment "no endpoint" : accept`,
 			`delete element wl-ifaces "wl2"`,
 			`delete element wl-ingress4 "wl2" . 10.0.0.2 comment "no endpoint" : accept`,
-			"flush and fill chain forward-egress (4 rules)",
+			"flush and fill chain weft-version (1 rules)",
 		}},
 		{"last endpoint removed: its chains go", tiny("wl1"), tiny(), []string{
 			`delete element wl-egress4 "wl1" . 10.0.0.1 comment "prod/web" : goto wl-out-fdae941b06`,
 			`delete element wl-ifaces "wl1"`,
 			`delete element wl-ingress4 "wl1" . 10.0.0.1 comment "prod/web" : goto wl-in-ed7d2a0dda`,
-			"flush and fill chain forward-egress (4 rules)",
+			"flush and fill chain weft-version (1 rules)",
 			"delete chain gnp/web/ingress",
 			"delete chain wl-in-ed7d2a0dda",
 			"delete chain wl-out-fdae941b06",
@@ -130,7 +130,7 @@ func TestDiff(t *testing.T) {
 			`delete element wl-ingress4 "wl2" . 10.0.0.2 comment "no endpoint" : accept`,
 			`add element wl-egress4 "wl2" . 10.0.0.2 comment "prod/db" : goto wl-out-fdae941b06`,
 			`add element wl-ingress4 "wl2" . 10.0.0.2 comment "prod/db" : goto wl-in-d21b8f0633`,
-			"flush and fill chain forward-egress (4 rules)",
+			"flush and fill chain weft-version (1 rules)",
 			"fill chain wl-in-d21b8f0633 (2 rules)",
 		}},
 		{"base chains changed", tiny("wl1"), withHEP, []string{"full: base chains changed"}},
@@ -497,5 +497,49 @@ func TestApplyIncrementalFake(t *testing.T) {
 				t.Errorf("seed %d step %d: a full replace (%s), want a delta", seed, i, d.Full)
 			}
 		})
+	}
+}
+
+// TestDiffDigests: with the digests Compile attaches, diff must find the
+// same delta as without them (element by element), for endpoints removed
+// and added at random places of a large table, and a stale digest (a
+// Ruleset changed after Compile, with a new Version) must be ignored.
+func TestDiffDigests(t *testing.T) {
+	set, host := bigSet(t, 3000, 30)
+	r := rand.New(rand.NewPCG(3, 4))
+	prev, err := Compile(set, host, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := range 30 {
+		h := HostInfo{Workloads: slices.Clone(host.Workloads)}
+		for range 1 + r.IntN(5) {
+			k := r.IntN(len(h.Workloads))
+			h.Workloads = slices.Delete(h.Workloads, k, k+1)
+		}
+		rs, err := Compile(set, h, policy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plainOld, plainNew := prev, rs
+		plainOld.digests, plainNew.digests = nil, nil
+		with, without := diff(&prev, &rs), diff(&plainOld, &plainNew)
+		if diff := cmp.Diff(summary(without), summary(with)); diff != "" {
+			t.Fatalf("step %d: delta with digests differs (-without +with):\n%s", step, diff)
+		}
+		if err := checkModel(prev, with, rs); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		prev = rs
+	}
+	// A Ruleset changed after Compile keeps a stale digest; with a new
+	// Version diff must not trust it.
+	changed := prev
+	changed.Sets = slices.Clone(prev.Sets)
+	i := slices.IndexFunc(changed.Sets, func(s Set) bool { return s.Name == mapWlEgress4 })
+	changed.Sets[i].Elements = changed.Sets[i].Elements[1:]
+	changed.Version = versionOf(&changed)
+	if d := diff(&prev, &changed); len(d.Elements) != 1 || len(d.Elements[0].Del) != 1 {
+		t.Errorf("a changed Ruleset with its old digests: delta %v, want the one element deleted", summary(d))
 	}
 }

@@ -19,12 +19,17 @@
 // the kernel refuses a range end added inside another range), new chains,
 // changed chains flushed and refilled, old chains flushed then deleted,
 // old sets deleted, in an order in which every reference exists when it
-// is made (see Delta). The first base chain is always refilled, as its
-// first rule carries the version comment by which a restarted agent
-// recognises the table. Because chains and sets are named after what they
-// hold (endpoint chains, selector sets) or what they come from (policy
-// chains), an endpoint coming, going or changing labels is a few elements
-// and perhaps a new endpoint chain; a policy change refills its chains.
+// is made (see Delta). The first chain, weft-version, is always refilled:
+// its one rule carries the version comment by which a restarted agent
+// recognises the table (a chain of its own, with no verdict, so that
+// rewriting it does not make the kernel validate the whole table).
+// Because chains and sets are named after what they hold (endpoint
+// chains, selector sets) or what they come from (policy chains), an
+// endpoint coming, going or changing labels is a few elements and perhaps
+// a new endpoint chain; a policy change refills its chains. Adding a map
+// element that jumps, or a rule with a verdict, makes the kernel validate
+// every chain reachable from the base chains at commit (a cost that grows
+// with the table); deleting elements does not.
 // The whole table is replaced (add table, delete it, add it with
 // everything, in one transaction: never a moment unfiltered) when the
 // Applier knows nothing (first Apply after start: unless the kernel's
@@ -40,6 +45,7 @@
 // addresses, ports and protocols. The layout it produces:
 //
 //	table inet weft
+//	  weft-version                            one rule, never run: the version comment
 //	  base chains, each: ct state established,related accept; then dispatch
 //	    forward-egress  (forward, filter)     iifname . ip saddr vmap @wl-egress4
 //	    forward-ingress (forward, filter + 1) oifname . ip daddr vmap @wl-ingress4
