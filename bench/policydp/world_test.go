@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/weft-net/weft/policy"
 	"github.com/weft-net/weft/policy/nft"
@@ -60,23 +59,4 @@ func BenchmarkCompile(b *testing.B) {
 			}
 		})
 	}
-}
-
-func TestCompileTime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow")
-	}
-	w := world{endpoints: 10000, policies: 1000, relabel: -1, remove: -1}
-	start := time.Now()
-	set, err := w.set()
-	if err != nil {
-		t.Fatal(err)
-	}
-	decoded := time.Since(start)
-	start = time.Now()
-	rs, err := nft.Compile(set, w.host(), policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("decode+set %v, compile %v, %+v", decoded, time.Since(start), countsOf(&rs))
 }
