@@ -74,12 +74,6 @@ func (d *Delta) Size() int {
 	return n
 }
 
-// Empty reports whether d changes nothing but the version.
-func (d *Delta) Empty() bool {
-	return d.Full == "" && len(d.NewChains) == 0 && len(d.NewSets) == 0 && len(d.Elements) == 0 &&
-		len(d.DelChains) == 0 && len(d.DelSets) == 0 && len(d.Fill) <= 1
-}
-
 // size returns the number of operations a full load of rs sends.
 func size(rs *Ruleset) int {
 	n := len(rs.Chains) + len(rs.Sets)

@@ -543,3 +543,24 @@ func TestDiffDigests(t *testing.T) {
 		t.Errorf("a changed Ruleset with its old digests: delta %v, want the one element deleted", summary(d))
 	}
 }
+
+// TestElementsDiffUnsorted: elements out of key order (a hand-made
+// Ruleset; Compile sorts them) take the map path and give the same delta.
+func TestElementsDiffUnsorted(t *testing.T) {
+	el := func(name string, verdict string) Element {
+		return Element{Key: []Range{single(ifname(name))}, Verdict: &Verdict{Kind: VerdictGoto, Chain: verdict}}
+	}
+	old := &Set{Name: "m", Key: []KeyType{KeyIfname}, Verdict: true, Elements: []Element{el("c", "x"), el("a", "x"), el("b", "x")}}
+	new := &Set{Name: "m", Key: []KeyType{KeyIfname}, Verdict: true, Elements: []Element{el("d", "x"), el("b", "y"), el("c", "x")}}
+	ed, changed := elementsDiff(old, new, 0, 0)
+	got := summary(Delta{Elements: []ElementDelta{ed}})
+	want := []string{
+		`delete element m "a" : goto x`,
+		`delete element m "b" : goto x`,
+		`add element m "d" : goto x`,
+		`add element m "b" : goto y`,
+	}
+	if diff := cmp.Diff(want, got); !changed || diff != "" {
+		t.Errorf("changed %v, delta (-want +got):\n%s", changed, diff)
+	}
+}
