@@ -100,10 +100,11 @@ func New(c Config) *Applier {
 //     it replaces the table (add table, delete it, add it with everything
 //     in it), so anything foreign inside weft's table goes;
 //   - the ruleset it applied last, with the same version as rs: the same
-//     check against the kernel (a cheap one, the rules of one chain), and
-//     a replace if it fails;
+//     check against the kernel (chain and set names and one rule: about
+//     5 ms at 10,000 endpoints, no element read), and a replace if it
+//     fails;
 //   - the ruleset it applied last, another version: it sends only the
-//     difference (see Delta and diff) as one transaction, without reading
+//     difference (see delta.go) as one transaction, without reading
 //     the kernel; a full replace instead when diff says so (base chains or
 //     a set's definition changed, or the difference is large). When the
 //     incremental transaction fails, the table's state is unknown: Apply

@@ -6,7 +6,7 @@ import (
 	"slices"
 )
 
-// Delta is what turns the Ruleset last applied into a new one as one
+// delta is what turns the Ruleset last applied into a new one as one
 // incremental transaction. diff makes it; queueDelta sends it in this order,
 // so that every reference exists when it is made and is gone before what it
 // names is deleted (the kernel checks references per message, not at
@@ -27,12 +27,12 @@ import (
 //
 // Full, when not "", says why the change cannot be made incrementally;
 // Apply then replaces the whole table and ignores the rest.
-type Delta struct {
+type delta struct {
 	Full      string
 	Version   string
 	NewChains []string
 	NewSets   []Set
-	Elements  []ElementDelta
+	Elements  []elementDelta
 	Fill      []Chain
 	// Flush[i] reports whether Fill[i] exists before the transaction and is
 	// flushed before it is filled.
@@ -41,13 +41,13 @@ type Delta struct {
 	DelSets   []string
 }
 
-// ElementDelta is the change of the elements of one set that exists before
+// elementDelta is the change of the elements of one set that exists before
 // and after: Set is its definition (its Elements are not used), Del and Add
 // the elements to delete and add. For an interval set of single values
 // (nft_set_rbtree), DelZeroEnd and AddZeroEnd delete or add the interval
 // end at zero that precedes a first range not starting at zero (see
 // elements).
-type ElementDelta struct {
+type elementDelta struct {
 	Set                    Set
 	Del, Add               []Element
 	DelZeroEnd, AddZeroEnd bool
@@ -60,7 +60,7 @@ const minFullDelta = 2000
 
 // Size returns the number of operations d sends: chains created or
 // deleted, sets created, elements deleted or added, rules written.
-func (d *Delta) Size() int {
+func (d *delta) Size() int {
 	n := len(d.NewChains) + len(d.DelChains) + len(d.DelSets)
 	for _, s := range d.NewSets {
 		n += 1 + len(s.Elements)
@@ -87,13 +87,13 @@ func size(rs *Ruleset) int {
 }
 
 // diff returns the delta from old, the ruleset the kernel holds, to new.
-// It is pure: old and new are only read, and the Delta shares their
+// It is pure: old and new are only read, and the delta shares their
 // slices. Full is set when old has no chains, when the base chains (names,
 // hooks, priorities, order) differ, when a set keeps its name but changes
 // its definition (key, verdict, interval, comment), and when the delta
 // would be larger than max(minFullDelta, half of new).
-func diff(old, new *Ruleset) Delta {
-	d := Delta{Version: new.Version}
+func diff(old, new *Ruleset) delta {
+	d := delta{Version: new.Version}
 	if len(old.Chains) == 0 {
 		d.Full = "no previous ruleset"
 		return d
@@ -234,8 +234,8 @@ func isZero(b []byte) bool {
 //
 // head and tail are counts of elements known (from digests) to be equal at
 // the head and at the tail of both lists: they are skipped unread.
-func elementsDiff(o, n *Set, head, tail int) (ElementDelta, bool) {
-	ed := ElementDelta{Set: *n}
+func elementsDiff(o, n *Set, head, tail int) (elementDelta, bool) {
+	ed := elementDelta{Set: *n}
 	ed.Set.Elements = nil
 	a, b := o.Elements, n.Elements
 	za, zb := zeroEnd(o, a), zeroEnd(n, b)

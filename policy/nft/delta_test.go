@@ -17,7 +17,7 @@ import (
 
 // summary renders a delta as one line per operation, in the order
 // queueDelta sends them.
-func summary(d Delta) []string {
+func summary(d delta) []string {
 	if d.Full != "" {
 		return []string{"full: " + d.Full}
 	}
@@ -298,7 +298,7 @@ func (m *model) refersTo(name string) bool {
 }
 
 // apply runs d in queueDelta's order against the model.
-func (m *model) apply(d Delta) error {
+func (m *model) apply(d delta) error {
 	for _, c := range d.NewChains {
 		if m.hasChain(c) {
 			return fmt.Errorf("add chain %s: exists", c)
@@ -366,7 +366,7 @@ func (m *model) apply(d Delta) error {
 
 // checkModel applies d to a model of old and compares it with a model of
 // new.
-func checkModel(old Ruleset, d Delta, new Ruleset) error {
+func checkModel(old Ruleset, d delta, new Ruleset) error {
 	m := modelOf(&old)
 	if err := m.apply(d); err != nil {
 		return fmt.Errorf("applying the delta: %w\n%s", err, strings.Join(summary(d), "\n"))
@@ -553,7 +553,7 @@ func TestElementsDiffUnsorted(t *testing.T) {
 	old := &Set{Name: "m", Key: []KeyType{KeyIfname}, Verdict: true, Elements: []Element{el("c", "x"), el("a", "x"), el("b", "x")}}
 	new := &Set{Name: "m", Key: []KeyType{KeyIfname}, Verdict: true, Elements: []Element{el("d", "x"), el("b", "y"), el("c", "x")}}
 	ed, changed := elementsDiff(old, new, 0, 0)
-	got := summary(Delta{Elements: []ElementDelta{ed}})
+	got := summary(delta{Elements: []elementDelta{ed}})
 	want := []string{
 		`delete element m "a" : goto x`,
 		`delete element m "b" : goto x`,

@@ -6,8 +6,8 @@
 // Data flow:
 //
 //	*policy.Set + HostInfo + policy.Options --Compile--> Ruleset
-//	Ruleset (last applied, kept in memory) + Ruleset (new) --diff--> Delta
-//	Delta --queueDelta--> one transaction --> kernel   (else a full replace)
+//	Ruleset (last applied, kept in memory) + Ruleset (new) --diff--> delta
+//	delta --queueDelta--> one transaction --> kernel   (else a full replace)
 //	Ruleset.String(): `nft list table` text
 //	kernel --Applier.Stats--> []RuleStats (per policy rule counters)
 //
@@ -19,7 +19,7 @@
 // the kernel refuses a range end added inside another range), new chains,
 // changed chains flushed and refilled, old chains flushed then deleted,
 // old sets deleted, in an order in which every reference exists when it
-// is made (see Delta). The first chain, weft-version, is always refilled:
+// is made (see delta). The first chain, weft-version, is always refilled:
 // its one rule carries the version comment by which a restarted agent
 // recognises the table (a chain of its own, with no verdict, so that
 // rewriting it does not make the kernel validate the whole table).

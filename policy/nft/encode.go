@@ -212,7 +212,7 @@ func keysOnly(groups [][]nftables.SetElement) [][]nftables.SetElement {
 
 // queueDelta queues d (not Full) in the order its doc gives. Flush sends
 // it as one transaction.
-func queueDelta(conn Conn, d *Delta) error {
+func queueDelta(conn Conn, d *delta) error {
 	e := &encoder{conn: conn, t: table()}
 	chain := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: e.t} }
 	for _, name := range d.NewChains {
