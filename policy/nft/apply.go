@@ -20,8 +20,8 @@ import (
 // Conn is what the Applier needs from an nftables connection; a
 // *nftables.Conn satisfies it (bind it to a namespace with
 // nftables.WithNetNSFd). The List and Get methods block on one netlink
-// round trip and change nothing. The Add, Del and SetAddElements methods
-// only queue messages; Flush sends everything queued as one atomic
+// round trip and change nothing. The Add, Del, Flush<Object> and
+// Set<Add|Delete>Elements methods only queue messages; Flush sends everything queued as one atomic
 // transaction and blocks until the kernel answers; after Flush returns,
 // with or without an error, the queue is empty. Give the Applier a Conn
 // that nothing else queues messages on.
@@ -38,11 +38,19 @@ type Conn interface {
 	AddTable(t *nftables.Table) *nftables.Table
 	DelTable(t *nftables.Table)
 	AddChain(c *nftables.Chain) *nftables.Chain
+	// FlushChain queues deleting every rule of c.
+	FlushChain(c *nftables.Chain)
+	// DelChain queues deleting c and its rules; nothing may refer to it.
+	DelChain(c *nftables.Chain)
 	AddRule(r *nftables.Rule) *nftables.Rule
 	// AddSet queues the creation of s with vals in one message.
 	AddSet(s *nftables.Set, vals []nftables.SetElement) error
+	// DelSet queues deleting s; no rule may refer to it.
+	DelSet(s *nftables.Set)
 	// SetAddElements queues adding vals to s in one message.
 	SetAddElements(s *nftables.Set, vals []nftables.SetElement) error
+	// SetDeleteElements queues deleting vals from s in one message.
+	SetDeleteElements(s *nftables.Set, vals []nftables.SetElement) error
 	// Flush sends the queued messages as one transaction.
 	Flush() error
 }
@@ -64,6 +72,9 @@ type Applier struct {
 	mu   sync.Mutex
 	conn Conn
 	log  *slog.Logger
+	// prev is the ruleset the table holds, as last applied or verified;
+	// nil when that is unknown (at start, after a failure, after Forget).
+	prev *Ruleset
 }
 
 // New returns an Applier using c. It touches nothing.
@@ -74,20 +85,39 @@ func New(c Config) *Applier {
 	return &Applier{conn: c.Conn, log: c.Logger.With("component", "policy-nft")}
 }
 
-// Apply makes table inet weft hold rs. It is idempotent: when the table's
-// version comment, chains and sets already match rs it sends nothing.
-// Otherwise it replaces the table in one atomic transaction (add table,
-// delete it, add it with everything in it), so there is never a moment
-// without filtering, a ruleset the kernel refuses changes nothing, and
-// anything foreign inside weft's table goes. Other tables are never
-// touched. rs is only read; a Ruleset with no Version gets a hash of its
-// text.
+// Apply makes table inet weft hold rs, in one atomic transaction: there is
+// never a moment without filtering, and a ruleset the kernel refuses
+// changes nothing. Other tables are never touched. rs is only read; a
+// Ruleset with no Version gets a hash of its text. Apply keeps rs as the
+// table's state: the caller must not change rs's slices afterwards
+// (Compile returns new ones every time).
 //
-// The comparison trusts the version comment (a hash of the whole ruleset)
-// rather than comparing every rule and element as the kernel reports them
-// back, which depends on kernel and library versions and would take a
-// listing of the whole table; the cost: a hand edit inside weft's table
-// that keeps its chains, sets and first rule is not detected.
+// How, by what the Applier knows:
+//
+//   - nothing (the first Apply, or after a failure or Forget): it compares
+//     the table's version comment, chain and set names with rs's; when
+//     they match it adopts rs as the table's state and sends nothing, else
+//     it replaces the table (add table, delete it, add it with everything
+//     in it), so anything foreign inside weft's table goes;
+//   - the ruleset it applied last, with the same version as rs: the same
+//     check against the kernel (chain and set names and one rule: about
+//     5 ms at 10,000 endpoints, no element read), and a replace if it
+//     fails;
+//   - the ruleset it applied last, another version: it sends only the
+//     difference (see delta.go) as one transaction, without reading
+//     the kernel; a full replace instead when diff says so (base chains or
+//     a set's definition changed, or the difference is large). When the
+//     incremental transaction fails, the table's state is unknown: Apply
+//     replaces the table at once and returns the replace's error, if any.
+//
+// Counters of rules in rewritten chains start again from zero.
+//
+// The version check trusts the version comment (a hash of the whole
+// ruleset) rather than comparing every rule and element as the kernel
+// reports them back, which depends on kernel and library versions and would
+// take a listing of the whole table; the cost: a hand edit inside weft's
+// table that keeps its chains, sets and first rule is not detected. Replace
+// repairs any drift.
 func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -100,24 +130,85 @@ func (a *Applier) Apply(ctx context.Context, rs Ruleset) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	reason, err := a.diffLocked(&rs)
-	if err != nil {
-		return err
+	if a.prev == nil || a.prev.Version == rs.Version {
+		reason, err := a.diffLocked(&rs)
+		if err != nil {
+			a.prev = nil
+			return err
+		}
+		if reason == "" {
+			a.log.Debug("policy ruleset unchanged", "version", rs.Version)
+			a.prev = &rs
+			return nil
+		}
+		return a.replaceLocked(ctx, &rs, reason)
 	}
-	if reason == "" {
-		a.log.Debug("policy ruleset unchanged", "version", rs.Version)
-		return nil
+	d := diff(a.prev, &rs)
+	if d.Full != "" {
+		return a.replaceLocked(ctx, &rs, d.Full)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := queueReplace(a.conn, &rs); err != nil {
+	err := queueDelta(a.conn, &d)
+	if err == nil {
+		err = a.conn.Flush()
+	} else {
+		_ = a.conn.Flush() // an error here only empties the queue; nothing was sent
+	}
+	if err != nil {
+		a.log.Warn("incremental policy update refused, replacing the table", "version", rs.Version, "err", err)
+		a.prev = nil
+		return a.replaceLocked(ctx, &rs, "incremental update failed")
+	}
+	a.prev = &rs
+	a.log.Info("policy ruleset updated", "version", rs.Version, "operations", d.Size(),
+		"new_chains", len(d.NewChains), "rewritten_chains", len(d.Fill), "deleted_chains", len(d.DelChains),
+		"new_sets", len(d.NewSets), "changed_sets", len(d.Elements), "deleted_sets", len(d.DelSets))
+	return nil
+}
+
+// Replace replaces table inet weft with rs in one atomic transaction,
+// whatever the table holds: the resync that repairs any drift. Like Apply
+// it keeps rs as the table's state; rs with no Version gets one.
+func (a *Applier) Replace(ctx context.Context, rs Ruleset) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if rs.Version == "" {
+		rs.Version = versionOf(&rs)
+	}
+	if len(rs.Chains) == 0 {
+		return errors.New("replace policy ruleset: it has no chains")
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.replaceLocked(ctx, &rs, "resync")
+}
+
+// Forget drops the Applier's knowledge of the table: the next Apply
+// compares versions with the kernel (and replaces the table when they
+// differ) instead of sending a difference. It touches nothing.
+func (a *Applier) Forget() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.prev = nil
+}
+
+// replaceLocked replaces the table with rs and records it as the state.
+func (a *Applier) replaceLocked(ctx context.Context, rs *Ruleset, reason string) error {
+	a.prev = nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := queueReplace(a.conn, rs); err != nil {
 		_ = a.conn.Flush() // an error here only empties the queue; nothing was sent
 		return fmt.Errorf("encode policy ruleset %s: %w", rs.Version, err)
 	}
 	if err := a.conn.Flush(); err != nil {
 		return fmt.Errorf("replace table inet %s with %s: %w", TableName, rs.Version, err)
 	}
+	a.prev = rs
 	a.log.Info("policy ruleset applied", "version", rs.Version, "reason", reason,
 		"chains", len(rs.Chains), "sets", len(rs.Sets))
 	return nil
@@ -131,6 +222,7 @@ func (a *Applier) Remove(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.prev = nil
 	_, err := a.conn.ListTableOfFamily(TableName, nftables.TableFamilyINet)
 	switch {
 	case errors.Is(err, unix.ENOENT):

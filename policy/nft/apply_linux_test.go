@@ -2,7 +2,9 @@ package nft
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +132,11 @@ func TestApplyKernelLarge(t *testing.T) {
 	if err := a.Apply(ctx, rs2); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
+	incremental := time.Since(start)
+	start = time.Now()
+	if err := a.Replace(ctx, rs2); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
 	replaced := time.Since(start)
 	start = time.Now()
 	if err := a.Apply(ctx, rs2); err != nil {
@@ -140,6 +147,72 @@ func TestApplyKernelLarge(t *testing.T) {
 	if got := strings.Count(out, "goto wl-out-"); got != n-1 {
 		t.Errorf("map %s has %d elements going to endpoint chains, want %d", mapWlEgress4, got, n-1)
 	}
-	t.Logf("%d workload endpoints, 100 policies: %d chains, %d sets; compile %v, create %v, atomic replace %v, unchanged check %v",
-		n, len(rs.Chains), len(rs.Sets), compiled, applied, replaced, unchanged)
+	t.Logf("%d workload endpoints, 100 policies: %d chains, %d sets; compile %v, create %v, one endpoint removed %v, atomic replace %v, unchanged check %v",
+		n, len(rs.Chains), len(rs.Sets), compiled, applied, incremental, replaced, unchanged)
+}
+
+// TestApplyKernelIncremental applies random sequences of rulesets (labels
+// changed, endpoints gone and back, rules changed, interfaces gone) one
+// delta at a time: after every step `nft` lists the table exactly as it
+// lists a fresh load of the same ruleset's text (but for the order of its
+// sets and chains, which nft lists in the order they were made), and only
+// the first step replaced the table.
+func TestApplyKernelIncremental(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			ns, h := newNS(t, "inc")
+			ref, _ := newNS(t, "ref")
+			conn := &countingConn{Conn: nsConn(t, h)}
+			a := New(Config{Conn: conn})
+			prev := ""
+			randomSequence(t, seed, diffWorldN(8), 30, func(i int, c diffCase, _ *policy.Set, rs Ruleset) {
+				flushes, replaces := conn.flushes, conn.replaces
+				if err := a.Apply(ctx, rs); err != nil {
+					t.Fatalf("step %d: Apply: %v\n%s", i, err, c.yaml)
+				}
+				want := 1
+				if rs.Version == prev {
+					want = 0
+				}
+				prev = rs.Version
+				if conn.flushes != flushes+want {
+					t.Errorf("step %d: %d transactions, want %d", i, conn.flushes-flushes, want)
+				}
+				if i > 0 && conn.replaces != replaces {
+					t.Errorf("step %d: the table was replaced (%s)", i, c.yaml)
+				}
+				got := sortedListing(mustInNS(t, ns, "", "nft", "list", "table", "inet", TableName))
+				mustInNS(t, ref, "table inet "+TableName+"\ndelete table inet "+TableName+"\n"+rs.String(), "nft", "-f", "-")
+				fresh := sortedListing(mustInNS(t, ref, "", "nft", "list", "table", "inet", TableName))
+				if diff := cmp.Diff(fresh, got); diff != "" {
+					t.Fatalf("step %d: nft lists the incrementally updated table unlike a fresh load (-fresh +incremental):\n%s", i, diff)
+				}
+			})
+		})
+	}
+}
+
+// sortedListing returns the text of `nft list table` with its sets, maps
+// and chains sorted by name.
+func sortedListing(text string) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) < 2 {
+		return text
+	}
+	var blocks []string
+	var cur []string
+	for _, l := range lines[1 : len(lines)-1] {
+		if l == "" {
+			continue
+		}
+		cur = append(cur, l)
+		if l == "\t}" {
+			blocks = append(blocks, strings.Join(cur, "\n"))
+			cur = nil
+		}
+	}
+	slices.Sort(blocks)
+	return lines[0] + "\n" + strings.Join(blocks, "\n\n") + "\n" + lines[len(lines)-1] + "\n"
 }

@@ -79,11 +79,12 @@ table inet weft
   set wl-ifaces elements 2
   set wl-ingress4 elements 2
   set wl-ingress6 elements 0
-  chain forward-egress hook 2 priority 0 rules 4 first "` + rs.Version + `"
+  chain forward-egress hook 2 priority 0 rules 4 first ""
   chain forward-ingress hook 2 priority 1 rules 4 first ""
   chain gnp/web/ingress rules 1 first "GlobalNetworkPolicy web ingress[0]"
   chain input-egress hook 1 priority 0 rules 5 first ""
   chain output-ingress hook 3 priority 1 rules 5 first ""
+  chain weft-version rules 1 first "` + rs.Version + `"
   chain wl-in-ed7d2a0dda rules 3 first ""
   chain wl-out-fdae941b06 rules 2 first ""`
 	if diff := cmp.Diff(want, f.String()); diff != "" {
@@ -108,6 +109,17 @@ table inet weft
 		t.Errorf("after a changed Apply: %d transactions, state:\n%s", f.writes-writes, f)
 	}
 
+	// Without memory (Forget), the same ruleset is recognised by its
+	// version and nothing is sent; Replace sends the whole table.
+	a.Forget()
+	writes, replaces := f.writes, f.replaces
+	if err := a.Apply(ctx, rs2); err != nil || f.writes != writes {
+		t.Errorf("Apply after Forget: err %v, %d transactions, want 0", err, f.writes-writes)
+	}
+	if err := a.Replace(ctx, rs2); err != nil || f.writes != writes+1 || f.replaces != replaces+1 {
+		t.Errorf("Replace: err %v, %d transactions, %d replaces, want 1, 1", err, f.writes-writes, f.replaces-replaces)
+	}
+
 	// Remove deletes weft's table only, and then does nothing.
 	if err := a.Remove(ctx); err != nil {
 		t.Fatalf("Remove: %v", err)
@@ -123,25 +135,25 @@ table inet weft
 
 func TestApplyFakeFailures(t *testing.T) {
 	boom := errors.New("boom")
+	// Without a previous state Apply reads the kernel: a failed read or
+	// transaction changes nothing, and the next Apply recovers.
 	for _, kind := range []string{"list table", "list chains", "get sets", "get rules", "flush"} {
 		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
 			f := newFakeConn()
-			a := New(Config{Conn: f})
 			old := tinyRuleset(t, "wl1")
-			if err := a.Apply(ctx, old); err != nil {
+			if err := New(Config{Conn: f}).Apply(ctx, old); err != nil {
 				t.Fatal(err)
 			}
 			before := f.String()
+			a := New(Config{Conn: f}) // a restarted agent: no previous state
 			rs := tinyRuleset(t, "wl1", "wl2")
 			f.fail[kind] = boom
 			if err := a.Apply(ctx, rs); !errors.Is(err, boom) {
 				t.Fatalf("Apply with %s failing: err %v, want boom", kind, err)
 			}
-			if kind == "list chains" || kind == "flush" || kind == "list table" {
-				if diff := cmp.Diff(before, f.String()); diff != "" {
-					t.Errorf("a failed Apply changed the state (-before +after):\n%s", diff)
-				}
+			if diff := cmp.Diff(before, f.String()); diff != "" {
+				t.Errorf("a failed Apply changed the state (-before +after):\n%s", diff)
 			}
 			if err := a.Apply(ctx, rs); err != nil {
 				t.Fatalf("Apply after the failure: %v", err)
@@ -151,6 +163,63 @@ func TestApplyFakeFailures(t *testing.T) {
 			}
 		})
 	}
+
+	// An incremental transaction that fails leaves the state unknown: the
+	// same Apply replaces the table.
+	t.Run("incremental flush", func(t *testing.T) {
+		ctx := context.Background()
+		f := newFakeConn()
+		a := New(Config{Conn: f})
+		if err := a.Apply(ctx, tinyRuleset(t, "wl1")); err != nil {
+			t.Fatal(err)
+		}
+		rs := tinyRuleset(t, "wl1", "wl2")
+		f.fail["flush"] = boom
+		writes, replaces := f.writes, f.replaces
+		if err := a.Apply(ctx, rs); err != nil {
+			t.Fatalf("Apply with an incremental transaction failing: %v, want a replace instead", err)
+		}
+		if f.writes != writes+2 || f.replaces != replaces+1 {
+			t.Errorf("%d transactions, %d replaces; want 2, 1", f.writes-writes, f.replaces-replaces)
+		}
+		if !strings.Contains(f.String(), `"`+rs.Version+`"`) || !strings.Contains(f.String(), "set wl-ifaces elements 2") {
+			t.Errorf("not recovered:\n%s", f)
+		}
+		// Both failing: the error, and the next Apply starts from the kernel.
+		f.fail["flush"] = boom
+		f.failTwice = true
+		if err := a.Apply(ctx, tinyRuleset(t, "wl1")); !errors.Is(err, boom) {
+			t.Fatalf("Apply with both transactions failing: err %v, want boom", err)
+		}
+		if !strings.Contains(f.String(), "set wl-ifaces elements 2") {
+			t.Errorf("failed transactions changed the state:\n%s", f)
+		}
+		if err := a.Apply(ctx, tinyRuleset(t, "wl1")); err != nil || !strings.Contains(f.String(), "set wl-ifaces elements 1") {
+			t.Errorf("Apply after both failed: %v\n%s", err, f)
+		}
+	})
+
+	// A table deleted behind the Applier's back: the incremental
+	// transaction fails (no table), the replace restores it.
+	t.Run("table deleted", func(t *testing.T) {
+		ctx := context.Background()
+		f := newFakeConn()
+		a := New(Config{Conn: f})
+		if err := a.Apply(ctx, tinyRuleset(t, "wl1")); err != nil {
+			t.Fatal(err)
+		}
+		f.DelTable(table())
+		if err := f.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		rs := tinyRuleset(t, "wl1", "wl2")
+		if err := a.Apply(ctx, rs); err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		if !strings.Contains(f.String(), `"`+rs.Version+`"`) {
+			t.Errorf("not restored:\n%s", f)
+		}
+	})
 }
 
 // TestApplyBatches checks that no element message holds more than

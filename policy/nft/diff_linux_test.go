@@ -24,6 +24,9 @@ var (
 	diffSeed  = flag.Uint64("seed", 1, "seed of the differential test's random cases")
 	diffCases = flag.Int("cases", 40, "number of random cases of the differential test")
 	diffOnly  = flag.Int("case", -1, "run only this case of the differential test (with the same seed)")
+	// TestDifferentialIncremental: cases, each with this many changes.
+	diffIncCases = flag.Int("inc-cases", 8, "number of random cases of the incremental differential test")
+	diffSteps    = flag.Int("steps", 5, "random changes per case of the incremental differential test")
 )
 
 // Probe timeouts. A denied flow costs the short one (the flows of a case
@@ -152,27 +155,112 @@ func TestDifferential(t *testing.T) {
 		if err := ct.ConntrackTableFlush(netlink.ConntrackTable); err != nil {
 			t.Fatalf("flush conntrack on h: %v", err)
 		}
-		var report strings.Builder
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for _, f := range c.flows {
-			wg.Go(func() {
-				if msg := judge(p, set, c.opts, f); msg != "" {
-					mu.Lock()
-					report.WriteString(msg)
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
+		report := judgeAll(p, set, c.opts, c.flows)
 		checked += len(c.flows)
-		if report.Len() > 0 {
+		if report != "" {
 			t.Fatalf("case %d disagrees (rerun: go test ./policy/nft -run TestDifferential -seed=%d -case=%d)\n"+
 				"resources:\n%s\nhost %s %s, external %s, workloads %v\noptions: %+v\n%s\nruleset:\n%s",
-				i, *diffSeed, i, c.yaml, world.hostNode, world.hostAddr, world.extAddr, world.host().Workloads, c.opts, report.String(), rs.String())
+				i, *diffSeed, i, c.yaml, world.hostNode, world.hostAddr, world.extAddr, world.host().Workloads, c.opts, report, rs.String())
 		}
 	}
 	t.Logf("%d flows agreed in %v (seed %d)", checked, time.Since(start).Round(time.Millisecond), *diffSeed)
+}
+
+// judgeAll probes flows at once and returns the report of those on which
+// the packets disagree with Evaluate ("" when none).
+func judgeAll(p *prober, set *policy.Set, opts policy.Options, flows []policy.Flow) string {
+	var report strings.Builder
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, f := range flows {
+		wg.Go(func() {
+			if msg := judge(p, set, opts, f); msg != "" {
+				mu.Lock()
+				report.WriteString(msg)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return report.String()
+}
+
+// TestDifferentialIncremental is TestDifferential with the ruleset changed
+// one delta at a time: each case starts from a random case, then goes
+// through -steps random changes (labels, endpoints gone and back, rules,
+// network sets), each applied incrementally (the test fails if Apply
+// replaces the table) and judged by packets against Evaluate.
+// Rerun one case with -seed=S -case=N.
+func TestDifferentialIncremental(t *testing.T) {
+	requireRoot(t)
+	lab, world := diffLab(t)
+	nodeOf := map[netip.Addr]string{world.hostAddr: world.hostNode, world.extAddr: world.extNode}
+	for _, w := range world.workloads {
+		nodeOf[w.addr] = w.node
+	}
+	p := newProber(t, lab, nodeOf)
+	warmUp(t, p, nodeOf)
+	hostNS, err := netns.GetFromPath(lab.NetNSPath("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostNS.Close()
+	nc, err := Connect(int(hostNS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.CloseLasting()
+	conn := &countingConn{Conn: nc}
+	applier := New(Config{Conn: conn})
+	ct := nsHandle(t, lab.NetNSPath("h"))
+	ctx := context.Background()
+
+	start, checked, deltas := time.Now(), 0, 0
+	for i := range *diffIncCases {
+		if *diffOnly >= 0 && i != *diffOnly {
+			continue
+		}
+		g := &caseGen{r: rand.New(rand.NewPCG(*diffSeed, uint64(i)+1<<32)), w: world}
+		c, set := decodeCase(t, g)
+		var history []string
+		for step := 0; step <= *diffSteps; step++ {
+			if step > 0 {
+				for range 100 {
+					next := g.mutate(c)
+					if s, ok := decodeSet(next.yaml); ok {
+						c, set = next, s
+						break
+					}
+				}
+			}
+			rs, err := Compile(set, world.host(), c.opts)
+			if err != nil {
+				t.Fatalf("case %d step %d: Compile: %v\n%s", i, step, err, c.yaml)
+			}
+			replaces := conn.replaces
+			if err := applier.Apply(ctx, rs); err != nil {
+				t.Fatalf("case %d step %d: Apply: %v\n%s", i, step, err, c.yaml)
+			}
+			if step > 0 && conn.replaces != replaces {
+				t.Fatalf("case %d step %d: Apply replaced the table, want a delta", i, step)
+			}
+			if step > 0 {
+				deltas++
+			}
+			history = append(history, rs.Version)
+			if err := ct.ConntrackTableFlush(netlink.ConntrackTable); err != nil {
+				t.Fatalf("flush conntrack on h: %v", err)
+			}
+			report := judgeAll(p, set, c.opts, c.flows)
+			checked += len(c.flows)
+			if report != "" {
+				t.Fatalf("case %d step %d disagrees (rerun: go test ./policy/nft -run TestDifferentialIncremental -seed=%d -case=%d)\n"+
+					"resources:\n%s\nhost %s %s, external %s, workloads %v\noptions: %+v\n%s\nruleset:\n%s",
+					i, step, *diffSeed, i, c.yaml, world.hostNode, world.hostAddr, world.extAddr, world.host().Workloads, c.opts, report, rs.String())
+			}
+		}
+	}
+	t.Logf("%d flows agreed in %v over %d incremental applies (seed %d)", checked, time.Since(start).Round(time.Millisecond), deltas, *diffSeed)
 }
 
 // warmUp waits, with no ruleset, until every node answers a ping from

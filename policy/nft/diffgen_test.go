@@ -2,8 +2,10 @@ package nft
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,10 +53,13 @@ var (
 
 // diffCase is one random case: the resources, options and flows.
 type diffCase struct {
-	yaml  string // every resource, as a multi-document YAML file
-	hep   bool   // the host has a host endpoint
-	opts  policy.Options
-	flows []policy.Flow
+	yaml string           // every resource, as a multi-document YAML file
+	docs []map[string]any // the resources yaml holds
+	// removed are workload endpoints mutate took out, to put back later.
+	removed []map[string]any
+	hep     bool // the host has a host endpoint
+	opts    policy.Options
+	flows   []policy.Flow
 }
 
 type caseGen struct {
@@ -186,15 +191,110 @@ func (g *caseGen) newCase() diffCase {
 		}
 		obj(policy.APIVersionCalico, kind, meta, spec)
 	}
+	c.docs = docs
+	c.yaml = renderDocs(docs)
+	c.flows = g.flows(c.hep)
+	return c
+}
+
+// renderDocs returns resources as a multi-document YAML file.
+func renderDocs(docs []map[string]any) string {
 	var b strings.Builder
 	for _, d := range docs {
 		y, _ := yaml.Marshal(d)
 		b.WriteString("---\n")
 		b.Write(y)
 	}
-	c.yaml = b.String()
-	c.flows = g.flows(c.hep)
-	return c
+	return b.String()
+}
+
+// mutate returns c after one to three random changes of the kind an
+// agent sees between two applies: a workload endpoint's labels change, an
+// endpoint goes or comes back, a policy's rules in one direction change, a
+// network set comes or goes. The options, and whether the host has a host
+// endpoint, stay. c is not changed.
+func (g *caseGen) mutate(c diffCase) diffCase {
+	out := diffCase{hep: c.hep, opts: c.opts, removed: slices.Clone(c.removed)}
+	for _, d := range c.docs {
+		out.docs = append(out.docs, cloneDoc(d))
+	}
+	kindIdx := func(kinds ...string) []int {
+		var idx []int
+		for i, d := range out.docs {
+			if slices.Contains(kinds, d["kind"].(string)) {
+				idx = append(idx, i)
+			}
+		}
+		return idx
+	}
+	for range 1 + g.r.IntN(3) {
+		switch g.r.IntN(6) {
+		case 0, 1: // labels of a workload endpoint
+			if eps := kindIdx(policy.KindWorkloadEndpoint); len(eps) > 0 {
+				meta := out.docs[eps[g.r.IntN(len(eps))]]["metadata"].(map[string]any)
+				labels := map[string]any{}
+				if g.chance(0.8) {
+					labels["app"] = g.pick(appValues)
+				}
+				if g.chance(0.6) {
+					labels["env"] = g.pick(envValues)
+				}
+				meta["labels"] = labels
+			}
+		case 2: // an endpoint goes
+			if eps := kindIdx(policy.KindWorkloadEndpoint); len(eps) > 0 {
+				i := eps[g.r.IntN(len(eps))]
+				out.removed = append(out.removed, out.docs[i])
+				out.docs = slices.Delete(out.docs, i, i+1)
+			}
+		case 3: // an endpoint comes back
+			if n := len(out.removed); n > 0 {
+				i := g.r.IntN(n)
+				out.docs = append(out.docs, out.removed[i])
+				out.removed = slices.Delete(out.removed, i, i+1)
+			}
+		case 4: // the rules of a Calico policy in one direction
+			if ps := kindIdx(policy.KindGlobalNetworkPolicy, policy.KindNetworkPolicy); len(ps) > 0 {
+				d := out.docs[ps[g.r.IntN(len(ps))]]
+				spec, ok := d["spec"].(map[string]any)
+				if !ok || d["apiVersion"] != policy.APIVersionCalico || spec["preDNAT"] == true {
+					continue
+				}
+				dir := []string{"ingress", "egress"}[g.r.IntN(2)]
+				var rules []map[string]any
+				for range g.r.IntN(4) {
+					rules = append(rules, g.rule(d["kind"] == policy.KindGlobalNetworkPolicy))
+				}
+				delete(spec, dir)
+				if rules != nil {
+					spec[dir] = rules
+				}
+			}
+		default: // the external network set
+			if sets := kindIdx(policy.KindGlobalNetworkSet); len(sets) > 0 {
+				out.docs = slices.Delete(out.docs, sets[0], sets[0]+1)
+			} else {
+				out.docs = append(out.docs, map[string]any{"apiVersion": policy.APIVersionCalico, "kind": policy.KindGlobalNetworkSet,
+					"metadata": map[string]any{"name": "ext", "labels": map[string]any{"net": "ext"}},
+					"spec":     map[string]any{"nets": []string{g.w.extAddr.String() + "/32"}}})
+			}
+		}
+	}
+	out.yaml = renderDocs(out.docs)
+	out.flows = g.flows(out.hep)
+	return out
+}
+
+// cloneDoc copies a resource deeply enough for mutate: its metadata and
+// spec maps (rule lists are replaced, never changed in place).
+func cloneDoc(d map[string]any) map[string]any {
+	out := maps.Clone(d)
+	for _, k := range []string{"metadata", "spec"} {
+		if m, ok := d[k].(map[string]any); ok {
+			out[k] = maps.Clone(m)
+		}
+	}
+	return out
 }
 
 // rule makes a random rule.

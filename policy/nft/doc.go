@@ -1,13 +1,43 @@
 // Package nft enforces weft's policies on one host with nftables: a pure
 // compiler from a policy Set to the ruleset of table inet weft, and an
-// applier that writes that ruleset in one atomic transaction through
-// google/nftables (weft issue #9).
+// applier that writes each new ruleset in one atomic transaction through
+// google/nftables, sending only what changed (weft issue #9).
 //
 // Data flow:
 //
-//	*policy.Set + HostInfo + policy.Options --Compile--> Ruleset --Applier.Apply--> kernel
-//	                                                     Ruleset.String(): `nft list table` text
+//	*policy.Set + HostInfo + policy.Options --Compile--> Ruleset
+//	Ruleset (last applied, kept in memory) + Ruleset (new) --diff--> delta
+//	delta --queueDelta--> one transaction --> kernel   (else a full replace)
+//	Ruleset.String(): `nft list table` text
 //	kernel --Applier.Stats--> []RuleStats (per policy rule counters)
+//
+// Updates. The Applier keeps the Ruleset it last applied. The next Apply
+// diffs it with the new one, without reading the kernel, and sends the
+// difference as one transaction: set and map elements deleted and added
+// (a changed map verdict is a delete and an add of the same key; a range
+// of an interval set that changes at all is deleted and added whole, since
+// the kernel refuses a range end added inside another range), new chains,
+// changed chains flushed and refilled, old chains flushed then deleted,
+// old sets deleted, in an order in which every reference exists when it
+// is made (see delta). The first chain, weft-version, is always refilled:
+// its one rule carries the version comment by which a restarted agent
+// recognises the table (a chain of its own, with no verdict, so that
+// rewriting it does not make the kernel validate the whole table).
+// Because chains and sets are named after what they hold (endpoint
+// chains, selector sets) or what they come from (policy chains), an
+// endpoint coming, going or changing labels is a few elements and perhaps
+// a new endpoint chain; a policy change refills its chains. Adding a map
+// element that jumps, or a rule with a verdict, makes the kernel validate
+// every chain reachable from the base chains at commit (a cost that grows
+// with the table); deleting elements does not.
+// The whole table is replaced (add table, delete it, add it with
+// everything, in one transaction: never a moment unfiltered) when the
+// Applier knows nothing (first Apply after start: unless the kernel's
+// table already carries the wanted version, which is then adopted without
+// sending anything), when base chains or a set's definition change, when
+// the delta is larger than half the table (and minFullDelta operations),
+// after a failed delta (at once, in the same Apply: the state is unknown),
+// and on Replace (the periodic resync).
 //
 // Compile reads the Set through policy.Set.Program, which resolves every
 // selector to the addresses of the endpoints and network sets it matches,
@@ -15,6 +45,7 @@
 // addresses, ports and protocols. The layout it produces:
 //
 //	table inet weft
+//	  weft-version                            one rule, never run: the version comment
 //	  base chains, each: ct state established,related accept; then dispatch
 //	    forward-egress  (forward, filter)     iifname . ip saddr vmap @wl-egress4
 //	    forward-ingress (forward, filter + 1) oifname . ip daddr vmap @wl-ingress4
@@ -47,9 +78,16 @@
 // traffic (applyOnForward); doNotTrack policy does not bypass conntrack.
 //
 // Tests: golden files (testdata/*.nft, rewritten with -update) for
-// Compile; the Applier against a fake Conn and in namespaces, where `nft`
-// must list the applied table exactly as it lists the one it loads from
-// Ruleset.String; and TestDifferential, which judges random flows under
-// random policies by policy.Evaluate and by real packets through the
-// ruleset between network namespaces (-seed, -cases, -case).
+// Compile; table tests of diff and a property test (random sequences of
+// changes: the delta applied to a model of the old table, with the
+// kernel's reference checks at every step, gives the new one); the
+// Applier against a fake Conn that checks references and element
+// existence like the kernel, and in namespaces, where `nft` must list the
+// applied table exactly as it lists the one it loads from Ruleset.String,
+// after a full load and after every step of random incremental sequences;
+// and TestDifferential, which judges random flows under random policies by
+// policy.Evaluate and by real packets through the ruleset between network
+// namespaces (-seed, -cases, -case), with TestDifferentialIncremental doing
+// the same after each of several random incremental changes per case
+// (-inc-cases, -steps).
 package nft

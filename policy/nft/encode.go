@@ -74,19 +74,8 @@ func queueReplace(conn Conn, rs *Ruleset) error {
 		}
 	}
 	for i, c := range rs.Chains {
-		for j, r := range c.Rules {
-			if i == 0 && j == 0 {
-				r.Comment = rs.Version
-			}
-			exprs, err := e.rule(r)
-			if err != nil {
-				return fmt.Errorf("encode rule %d of chain %s: %w", j, c.Name, err)
-			}
-			nr := &nftables.Rule{Table: e.t, Chain: chains[i], Exprs: exprs}
-			if r.Comment != "" {
-				nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
-			}
-			conn.AddRule(nr)
+		if err := e.rules(chains[i], c, i == 0, rs.Version); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -123,9 +112,20 @@ func (e *encoder) set(s Set) error {
 	if err := e.conn.AddSet(ns, nil); err != nil {
 		return fmt.Errorf("add set %s: %w", s.Name, err)
 	}
+	return e.elements(ns, elements(s), true)
+}
+
+// elements queues adding (or deleting) groups of elements to set ns, in
+// messages of at most maxElementsPerMessage elements and about
+// maxElementBytes bytes; a group is never split.
+func (e *encoder) elements(ns *nftables.Set, groups [][]nftables.SetElement, add bool) error {
+	send, verb := e.conn.SetAddElements, "add"
+	if !add {
+		send, verb = e.conn.SetDeleteElements, "delete"
+	}
 	var batch []nftables.SetElement
 	size := 0
-	for _, g := range elements(s) {
+	for _, g := range groups {
 		n := 0
 		for _, el := range g {
 			n += len(el.Key) + len(el.KeyEnd) + len(el.Comment) + 64
@@ -134,16 +134,16 @@ func (e *encoder) set(s Set) error {
 			}
 		}
 		if len(batch) > 0 && (len(batch)+len(g) > maxElementsPerMessage || size+n > maxElementBytes) {
-			if err := e.conn.SetAddElements(ns, batch); err != nil {
-				return fmt.Errorf("add elements to set %s: %w", s.Name, err)
+			if err := send(ns, batch); err != nil {
+				return fmt.Errorf("%s elements of set %s: %w", verb, ns.Name, err)
 			}
 			batch, size = nil, 0
 		}
 		batch, size = append(batch, g...), size+n
 	}
 	if len(batch) > 0 {
-		if err := e.conn.SetAddElements(ns, batch); err != nil {
-			return fmt.Errorf("add elements to set %s: %w", s.Name, err)
+		if err := send(ns, batch); err != nil {
+			return fmt.Errorf("%s elements of set %s: %w", verb, ns.Name, err)
 		}
 	}
 	return nil
@@ -152,9 +152,19 @@ func (e *encoder) set(s Set) error {
 // elements returns the kernel elements of s, grouped so that a batch never
 // splits a range's start from its end.
 func elements(s Set) [][]nftables.SetElement {
+	return kernelElements(s, s.Elements, zeroEnd(&s, s.Elements))
+}
+
+// kernelElements returns the kernel elements of els, elements of set s,
+// grouped so that a batch never splits a range's start from its end; with
+// zero, an interval end at zero first.
+func kernelElements(s Set, els []Element, zero bool) [][]nftables.SetElement {
 	var out [][]nftables.SetElement
 	concat := len(s.Key) > 1
-	for i, el := range s.Elements {
+	if zero {
+		out = append(out, []nftables.SetElement{zeroEndElement(s)})
+	}
+	for _, el := range els {
 		ne := nftables.SetElement{Comment: el.Comment}
 		if el.Verdict != nil {
 			ne.VerdictData = verdictExpr(*el.Verdict)
@@ -172,21 +182,97 @@ func elements(s Set) [][]nftables.SetElement {
 			// Plain ranges (nft_set_rbtree) are a start element and an
 			// interval-end element one past the end, as nft sends them,
 			// with an interval end at zero before a first range that does
-			// not start there.
-			from, to := el.Key[0].From, el.Key[0].To
-			var g []nftables.SetElement
-			if i == 0 && !bytes.Equal(from, make([]byte, len(from))) {
-				g = append(g, nftables.SetElement{Key: make([]byte, len(from)), IntervalEnd: true})
-			}
-			ne.Key = from
-			g = append(g, ne)
-			if end, ok := increment(to); ok {
+			// not start there (zero, above).
+			ne.Key = el.Key[0].From
+			g := []nftables.SetElement{ne}
+			if end, ok := increment(el.Key[0].To); ok {
 				g = append(g, nftables.SetElement{Key: end, IntervalEnd: true})
 			}
 			out = append(out, g)
 		}
 	}
 	return out
+}
+
+// zeroEndElement returns the interval end at zero of rbtree set s.
+func zeroEndElement(s Set) nftables.SetElement {
+	return nftables.SetElement{Key: make([]byte, keyLen(s.Key[0])), IntervalEnd: true}
+}
+
+// keysOnly returns groups with only what identifies each element to a
+// delete: key, key end and the interval-end flag.
+func keysOnly(groups [][]nftables.SetElement) [][]nftables.SetElement {
+	for _, g := range groups {
+		for i := range g {
+			g[i] = nftables.SetElement{Key: g[i].Key, KeyEnd: g[i].KeyEnd, IntervalEnd: g[i].IntervalEnd}
+		}
+	}
+	return groups
+}
+
+// queueDelta queues d (not Full) in the order its doc gives. Flush sends
+// it as one transaction.
+func queueDelta(conn Conn, d *delta) error {
+	e := &encoder{conn: conn, t: table()}
+	chain := func(name string) *nftables.Chain { return &nftables.Chain{Name: name, Table: e.t} }
+	for _, name := range d.NewChains {
+		conn.AddChain(chain(name))
+	}
+	for _, s := range d.NewSets {
+		if err := e.set(s); err != nil {
+			return err
+		}
+	}
+	for _, ed := range d.Elements {
+		if err := e.elements(e.newSet(ed.Set), keysOnly(kernelElements(ed.Set, ed.Del, ed.DelZeroEnd)), false); err != nil {
+			return err
+		}
+	}
+	for _, ed := range d.Elements {
+		if err := e.elements(e.newSet(ed.Set), kernelElements(ed.Set, ed.Add, ed.AddZeroEnd), true); err != nil {
+			return err
+		}
+	}
+	for i, c := range d.Fill {
+		nc := chain(c.Name)
+		if d.Flush[i] {
+			conn.FlushChain(nc)
+		}
+		// Fill[0] is the first chain: its first rule carries the version.
+		if err := e.rules(nc, c, i == 0, d.Version); err != nil {
+			return err
+		}
+	}
+	for _, name := range d.DelChains {
+		conn.FlushChain(chain(name))
+	}
+	for _, name := range d.DelChains {
+		conn.DelChain(chain(name))
+	}
+	for _, name := range d.DelSets {
+		conn.DelSet(&nftables.Set{Table: e.t, Name: name})
+	}
+	return nil
+}
+
+// rules queues the rules of c into nc; with first, the first carries
+// version as its comment.
+func (e *encoder) rules(nc *nftables.Chain, c Chain, first bool, version string) error {
+	for j, r := range c.Rules {
+		if first && j == 0 {
+			r.Comment = version
+		}
+		exprs, err := e.rule(r)
+		if err != nil {
+			return fmt.Errorf("encode rule %d of chain %s: %w", j, c.Name, err)
+		}
+		nr := &nftables.Rule{Table: e.t, Chain: nc, Exprs: exprs}
+		if r.Comment != "" {
+			nr.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
+		}
+		e.conn.AddRule(nr)
+	}
+	return nil
 }
 
 // key returns an element's key (or, with end, the end of its ranges),

@@ -2,28 +2,40 @@ package nft
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 )
 
 // fakeConn models the part of the nftables kernel state Conn reaches:
-// tables, their chains and rules, and their named sets with an element
-// count. Add, Del and SetAddElements calls queue operations; Flush applies
-// them to a copy and commits it only when all succeed, like a netlink
-// transaction. fail makes the next call of a kind ("list table", "list
-// chains", "get rules", "get sets", "flush") return an error.
+// tables, their chains and rules, and their named sets with their elements
+// (keys and verdicts). Add, Del, FlushChain and Set*Elements calls queue
+// operations; Flush applies them to a copy and commits it only when all
+// succeed, like a netlink transaction. Like the kernel, each operation
+// checks references when it runs: a rule or map element must name chains
+// and sets that exist, a chain or set with references cannot be deleted,
+// an element cannot be added twice or deleted when absent. fail makes the
+// next call of a kind ("list table", "list chains", "get rules", "get
+// sets", "flush") return an error.
 type fakeConn struct {
 	tables []*fakeTable
 	queue  []func([]*fakeTable) ([]*fakeTable, error)
 	fail   map[string]error
+	// failTwice makes the next failure in fail happen twice.
+	failTwice bool
 	// writes counts Flush calls that sent something.
 	writes int
 	// batches records the size of every element message queued.
 	batches []int
+	// anonymous numbers anonymous sets.
+	anonymous uint32
+	// replaces counts DelTable calls.
+	replaces int
 }
 
 var _ Conn = (*fakeConn)(nil)
@@ -31,7 +43,55 @@ var _ Conn = (*fakeConn)(nil)
 type fakeTable struct {
 	t      nftables.Table
 	chains []*fakeChain
-	sets   map[string]int // name -> number of elements
+	sets   map[string]map[string]string // name -> element key -> verdict and comment
+}
+
+// elementKey identifies a set element as the kernel does.
+func elementKey(e nftables.SetElement) string {
+	return fmt.Sprintf("%x-%x end=%v", e.Key, e.KeyEnd, e.IntervalEnd)
+}
+
+// elementValue is what an element carries besides its key.
+func elementValue(e nftables.SetElement) string {
+	v := e.Comment
+	if e.VerdictData != nil {
+		v += fmt.Sprintf(" : %d %s", e.VerdictData.Kind, e.VerdictData.Chain)
+	}
+	return v
+}
+
+// refersTo reports whether the rules of c, or the elements of a set of t,
+// name chain (kind "chain") or set (kind "set") name.
+func (t *fakeTable) refersTo(kind, name string, skip *fakeChain) bool {
+	for _, c := range t.chains {
+		if c == skip {
+			continue
+		}
+		for _, r := range c.rules {
+			for _, e := range r.Exprs {
+				switch e := e.(type) {
+				case *expr.Verdict:
+					if kind == "chain" && e.Chain == name {
+						return true
+					}
+				case *expr.Lookup:
+					if kind == "set" && e.SetName == name {
+						return true
+					}
+				}
+			}
+		}
+	}
+	if kind == "chain" {
+		for _, els := range t.sets {
+			for _, v := range els {
+				if strings.HasSuffix(v, " "+name) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 type fakeChain struct {
@@ -43,6 +103,10 @@ func newFakeConn() *fakeConn { return &fakeConn{fail: map[string]error{}} }
 
 func (f *fakeConn) failNext(kind string) error {
 	err := f.fail[kind]
+	if f.failTwice && err != nil {
+		f.failTwice = false
+		return err
+	}
 	delete(f.fail, kind)
 	return err
 }
@@ -115,7 +179,7 @@ func (f *fakeConn) GetSets(t *nftables.Table) ([]*nftables.Set, error) {
 		return nil, fmt.Errorf("fake get sets %s: %w", t.Name, unix.ENOENT)
 	}
 	var out []*nftables.Set
-	for name := range ft.sets {
+	for _, name := range sortedKeys(ft.sets) {
 		out = append(out, &nftables.Set{Name: name, Table: t})
 	}
 	return out, nil
@@ -125,7 +189,7 @@ func (f *fakeConn) AddTable(t *nftables.Table) *nftables.Table {
 	tt := *t
 	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
 		if findTable(ts, tt.Name, tt.Family) == nil {
-			ts = append(ts, &fakeTable{t: tt, sets: map[string]int{}})
+			ts = append(ts, &fakeTable{t: tt, sets: map[string]map[string]string{}})
 		}
 		return ts, nil
 	})
@@ -133,6 +197,7 @@ func (f *fakeConn) AddTable(t *nftables.Table) *nftables.Table {
 }
 
 func (f *fakeConn) DelTable(t *nftables.Table) {
+	f.replaces++
 	tt := *t
 	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
 		ft := findTable(ts, tt.Name, tt.Family)
@@ -165,6 +230,18 @@ func (f *fakeConn) AddRule(r *nftables.Rule) *nftables.Rule {
 		if ft == nil || ft.chain(rr.Chain.Name) == nil {
 			return nil, fmt.Errorf("fake add rule to %s: %w", rr.Chain.Name, unix.ENOENT)
 		}
+		for _, e := range rr.Exprs {
+			switch e := e.(type) {
+			case *expr.Verdict:
+				if (e.Kind == expr.VerdictJump || e.Kind == expr.VerdictGoto) && ft.chain(e.Chain) == nil {
+					return nil, fmt.Errorf("fake add rule to %s: jump to %s: %w", rr.Chain.Name, e.Chain, unix.ENOENT)
+				}
+			case *expr.Lookup:
+				if _, ok := ft.sets[e.SetName]; !ok && e.SetID == 0 {
+					return nil, fmt.Errorf("fake add rule to %s: lookup in %s: %w", rr.Chain.Name, e.SetName, unix.ENOENT)
+				}
+			}
+		}
 		fc := ft.chain(rr.Chain.Name)
 		fc.rules = append(fc.rules, &rr)
 		return ts, nil
@@ -172,35 +249,109 @@ func (f *fakeConn) AddRule(r *nftables.Rule) *nftables.Rule {
 	return r
 }
 
+func (f *fakeConn) FlushChain(c *nftables.Chain) {
+	name, table := c.Name, *c.Table
+	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
+		ft := findTable(ts, table.Name, table.Family)
+		if ft == nil || ft.chain(name) == nil {
+			return nil, fmt.Errorf("fake flush chain %s: %w", name, unix.ENOENT)
+		}
+		ft.chain(name).rules = nil
+		return ts, nil
+	})
+}
+
+func (f *fakeConn) DelChain(c *nftables.Chain) {
+	name, table := c.Name, *c.Table
+	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
+		ft := findTable(ts, table.Name, table.Family)
+		if ft == nil || ft.chain(name) == nil {
+			return nil, fmt.Errorf("fake delete chain %s: %w", name, unix.ENOENT)
+		}
+		fc := ft.chain(name)
+		if ft.refersTo("chain", name, fc) {
+			return nil, fmt.Errorf("fake delete chain %s: %w", name, unix.EBUSY)
+		}
+		ft.chains = slices.DeleteFunc(ft.chains, func(x *fakeChain) bool { return x == fc })
+		return ts, nil
+	})
+}
+
 func (f *fakeConn) AddSet(s *nftables.Set, vals []nftables.SetElement) error {
 	if s.Anonymous {
-		return nil // the kernel binds anonymous sets to their rule
+		// The kernel binds anonymous sets to their rule; the library
+		// gives them an ID and a name pattern, as here.
+		f.anonymous++
+		s.ID, s.Name = f.anonymous, "__set%d"
+		return nil
 	}
 	name, table := s.Name, *s.Table
-	f.batches = append(f.batches, len(vals))
 	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
 		ft := findTable(ts, table.Name, table.Family)
 		if ft == nil {
 			return nil, fmt.Errorf("fake add set %s: %w", name, unix.ENOENT)
 		}
-		ft.sets[name] += len(vals)
+		if ft.sets[name] == nil {
+			ft.sets[name] = map[string]string{}
+		}
 		return ts, nil
 	})
+	if len(vals) > 0 {
+		return f.SetAddElements(s, vals)
+	}
 	return nil
 }
 
-func (f *fakeConn) SetAddElements(s *nftables.Set, vals []nftables.SetElement) error {
+func (f *fakeConn) DelSet(s *nftables.Set) {
 	name, table := s.Name, *s.Table
-	f.batches = append(f.batches, len(vals))
 	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
 		ft := findTable(ts, table.Name, table.Family)
-		if ft == nil {
-			return nil, fmt.Errorf("fake add elements to %s: %w", name, unix.ENOENT)
+		if ft == nil || ft.sets[name] == nil {
+			return nil, fmt.Errorf("fake delete set %s: %w", name, unix.ENOENT)
 		}
-		if _, ok := ft.sets[name]; !ok {
-			return nil, fmt.Errorf("fake add elements to %s: %w", name, unix.ENOENT)
+		if ft.refersTo("set", name, nil) {
+			return nil, fmt.Errorf("fake delete set %s: %w", name, unix.EBUSY)
 		}
-		ft.sets[name] += len(vals)
+		delete(ft.sets, name)
+		return ts, nil
+	})
+}
+
+func (f *fakeConn) SetAddElements(s *nftables.Set, vals []nftables.SetElement) error {
+	return f.elements(s, vals, true)
+}
+
+func (f *fakeConn) SetDeleteElements(s *nftables.Set, vals []nftables.SetElement) error {
+	return f.elements(s, vals, false)
+}
+
+func (f *fakeConn) elements(s *nftables.Set, vals []nftables.SetElement, add bool) error {
+	name, table := s.Name, *s.Table
+	vals = slices.Clone(vals)
+	f.batches = append(f.batches, len(vals))
+	verb := map[bool]string{true: "add", false: "delete"}[add]
+	f.queue = append(f.queue, func(ts []*fakeTable) ([]*fakeTable, error) {
+		ft := findTable(ts, table.Name, table.Family)
+		if ft == nil || ft.sets[name] == nil {
+			return nil, fmt.Errorf("fake %s elements of %s: %w", verb, name, unix.ENOENT)
+		}
+		els := ft.sets[name]
+		for _, v := range vals {
+			k := elementKey(v)
+			_, ok := els[k]
+			switch {
+			case add && ok:
+				return nil, fmt.Errorf("fake add element %s to %s: %w", k, name, unix.EEXIST)
+			case add && v.VerdictData != nil && v.VerdictData.Chain != "" && ft.chain(v.VerdictData.Chain) == nil:
+				return nil, fmt.Errorf("fake add element %s to %s: goto %s: %w", k, name, v.VerdictData.Chain, unix.ENOENT)
+			case add:
+				els[k] = elementValue(v)
+			case !ok:
+				return nil, fmt.Errorf("fake delete element %s of %s: %w", k, name, unix.ENOENT)
+			default:
+				delete(els, k)
+			}
+		}
 		return ts, nil
 	})
 	return nil
@@ -232,12 +383,12 @@ func (f *fakeConn) Flush() error {
 func cloneTables(ts []*fakeTable) []*fakeTable {
 	var out []*fakeTable
 	for _, t := range ts {
-		nt := &fakeTable{t: t.t, sets: map[string]int{}}
+		nt := &fakeTable{t: t.t, sets: map[string]map[string]string{}}
 		for _, c := range t.chains {
 			nt.chains = append(nt.chains, &fakeChain{c: c.c, rules: slices.Clone(c.rules)})
 		}
 		for k, v := range t.sets {
-			nt.sets[k] = v
+			nt.sets[k] = maps.Clone(v)
 		}
 		out = append(out, nt)
 	}
@@ -257,7 +408,7 @@ func (f *fakeConn) String() string {
 		fam := map[nftables.TableFamily]string{nftables.TableFamilyIPv4: "ip", nftables.TableFamilyINet: "inet"}[t.t.Family]
 		lines = append(lines, fmt.Sprintf("table %s %s", fam, t.t.Name))
 		for _, name := range sortedKeys(t.sets) {
-			lines = append(lines, fmt.Sprintf("  set %s elements %d", name, t.sets[name]))
+			lines = append(lines, fmt.Sprintf("  set %s elements %d", name, len(t.sets[name])))
 		}
 		cs := slices.Clone(t.chains)
 		slices.SortFunc(cs, func(a, b *fakeChain) int { return strings.Compare(a.c.Name, b.c.Name) })
@@ -275,4 +426,38 @@ func (f *fakeConn) String() string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// dump renders the whole state: every element of every set and every
+// rule's expressions (anonymous sets by their elements' absence: they are
+// not modelled), for comparing two ways of reaching a state.
+func (f *fakeConn) dump() string {
+	var b strings.Builder
+	for _, t := range f.tables {
+		fmt.Fprintf(&b, "table %s\n", t.t.Name)
+		for _, name := range sortedKeys(t.sets) {
+			fmt.Fprintf(&b, "  set %s\n", name)
+			for _, k := range sortedKeys(t.sets[name]) {
+				fmt.Fprintf(&b, "    %s%s\n", k, t.sets[name][k])
+			}
+		}
+		cs := slices.Clone(t.chains)
+		slices.SortFunc(cs, func(a, b *fakeChain) int { return strings.Compare(a.c.Name, b.c.Name) })
+		for _, c := range cs {
+			fmt.Fprintf(&b, "  chain %s\n", c.c.Name)
+			for _, r := range c.rules {
+				s, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+				fmt.Fprintf(&b, "    %q", s)
+				for _, e := range r.Exprs {
+					if l, ok := e.(*expr.Lookup); ok && l.SetID != 0 {
+						fmt.Fprintf(&b, " lookup-anonymous")
+						continue
+					}
+					fmt.Fprintf(&b, " %T%+v", e, e)
+				}
+				b.WriteString("\n")
+			}
+		}
+	}
+	return b.String()
 }

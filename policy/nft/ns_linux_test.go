@@ -91,10 +91,31 @@ func mustInNS(t testing.TB, ns, stdin string, args ...string) string {
 	return out
 }
 
-// countingConn counts the transactions that send something.
+// countingConn counts the transactions that send something, and the
+// table replaces (DelTable calls) among them.
 type countingConn struct {
 	*nftables.Conn
-	queued, flushes int
+	queued, flushes, replaces int
+}
+
+func (c *countingConn) AddChain(ch *nftables.Chain) *nftables.Chain {
+	c.queued++
+	return c.Conn.AddChain(ch)
+}
+
+func (c *countingConn) FlushChain(ch *nftables.Chain) {
+	c.queued++
+	c.Conn.FlushChain(ch)
+}
+
+func (c *countingConn) SetAddElements(s *nftables.Set, vals []nftables.SetElement) error {
+	c.queued++
+	return c.Conn.SetAddElements(s, vals)
+}
+
+func (c *countingConn) SetDeleteElements(s *nftables.Set, vals []nftables.SetElement) error {
+	c.queued++
+	return c.Conn.SetDeleteElements(s, vals)
 }
 
 func (c *countingConn) AddTable(t *nftables.Table) *nftables.Table {
@@ -104,6 +125,7 @@ func (c *countingConn) AddTable(t *nftables.Table) *nftables.Table {
 
 func (c *countingConn) DelTable(t *nftables.Table) {
 	c.queued++
+	c.replaces++
 	c.Conn.DelTable(t)
 }
 

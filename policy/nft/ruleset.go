@@ -10,13 +10,17 @@ import (
 // chains, base chains first. String renders it as `nft list table` would
 // (without counter values).
 type Ruleset struct {
-	// Version is written as the comment of the first rule of the first base
-	// chain, "weft policy v1 <hash>"; Apply compares it with the kernel's to
+	// Version is written as the comment of the first rule of the first
+	// chain (Compile makes that chain weft-version), "weft policy v2 <hash>"; Apply compares it with the kernel's to
 	// skip a transaction that would change nothing. Compile sets it to a
 	// hash of everything else.
 	Version string
 	Sets    []Set
 	Chains  []Chain
+	// digests, when Compile made the Ruleset, let diff skip unchanged sets
+	// and chains; they count only while Version is the one they were made
+	// for (a changed Ruleset must get a new Version, or none).
+	digests *digests
 }
 
 // Set is a named set, or (Verdict) a verdict map, of table inet weft.
