@@ -40,6 +40,7 @@ func benchStore(b *testing.B, n, p int) *memStore {
 type nopApplier struct{}
 
 func (nopApplier) Apply(context.Context, nft.Ruleset) error       { return nil }
+func (nopApplier) Replace(context.Context, nft.Ruleset) error     { return nil }
 func (nopApplier) Stats(context.Context) ([]nft.RuleStats, error) { return nil, nil }
 
 // BenchmarkPolicySync is one pass of the engine without the kernel after

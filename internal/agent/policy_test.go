@@ -18,9 +18,10 @@ import (
 
 // fakeApplier records the rulesets it is given and can fail.
 type fakeApplier struct {
-	mu      sync.Mutex
-	applied []nft.Ruleset
-	fail    error
+	mu       sync.Mutex
+	applied  []nft.Ruleset
+	replaced int // how many of applied were full replaces
+	fail     error
 }
 
 var _ PolicyApplier = (*fakeApplier)(nil)
@@ -32,6 +33,16 @@ func (f *fakeApplier) Apply(ctx context.Context, rs nft.Ruleset) error {
 		return f.fail
 	}
 	f.applied = append(f.applied, rs)
+	return nil
+}
+
+func (f *fakeApplier) Replace(ctx context.Context, rs nft.Ruleset) error {
+	if err := f.Apply(ctx, rs); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.replaced++
+	f.mu.Unlock()
 	return nil
 }
 
@@ -312,5 +323,31 @@ func TestPolicyEngineDisabled(t *testing.T) {
 	v, err := e.PolicyTrace(ctx, policy.Flow{Src: netip.MustParseAddr("10.0.0.9"), Dst: netip.MustParseAddr("10.244.1.2"), Protocol: policy.ProtoTCP, DstPort: 1})
 	if err != nil || v.Allowed() {
 		t.Errorf("trace: %+v %v", v, err)
+	}
+}
+
+// TestPolicyFullResync: the first sync and then one every policyFullResync
+// rewrite the whole table; the syncs between send only what changed.
+func TestPolicyFullResync(t *testing.T) {
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	fa := &fakeApplier{}
+	e := newPolicyEngine(policyEngineConfig{Store: newMemStore(), Applier: fa, Node: "h1",
+		Now: func() time.Time { return now }})
+	sync := func() {
+		t.Helper()
+		if err := e.sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync()
+	now = now.Add(policyFullResync / 2)
+	sync()
+	if len(fa.applied) != 2 || fa.replaced != 1 {
+		t.Fatalf("after 2 syncs within the period: %d applied, %d replaced; want 2, 1", len(fa.applied), fa.replaced)
+	}
+	now = now.Add(policyFullResync / 2)
+	sync()
+	if fa.replaced != 2 {
+		t.Fatalf("after the period: %d replaced, want 2", fa.replaced)
 	}
 }
