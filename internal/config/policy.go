@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,8 +21,8 @@ type Policy struct {
 	// host's host endpoints that no policy can block, as Felix's failsafe
 	// ports: "tcp:22", "udp:7946", or with a remote network
 	// "tcp:10.0.0.0/8:22". The defaults keep SSH, the gossip port (TCP and
-	// UDP) and the WireGuard port (UDP) open: change them together with
-	// bindPort and wireguard.port.
+	// UDP) and the WireGuard port (UDP) open; while a list is the default
+	// one, it follows bindPort and wireguard.port when those change.
 	FailsafeInbound  []string `json:"failsafeInbound,omitempty"`
 	FailsafeOutbound []string `json:"failsafeOutbound,omitempty"`
 	// DefaultDenyWorkloads denies a workload's traffic that no policy
@@ -32,8 +33,14 @@ type Policy struct {
 // defaultFailsafes returns SSH, the default gossip port and the default
 // WireGuard port as failsafe entries.
 func defaultFailsafes() []string {
-	gossip := strconv.Itoa(policy.DefaultGossipPort)
-	return []string{"tcp:22", "tcp:" + gossip, "udp:" + gossip, "udp:" + strconv.Itoa(policy.DefaultWireGuardPort)}
+	return failsafesFor(policy.DefaultGossipPort, policy.DefaultWireGuardPort)
+}
+
+// failsafesFor returns SSH, the gossip port and the WireGuard port as
+// failsafe entries.
+func failsafesFor(gossipPort, wireGuardPort int) []string {
+	gossip := strconv.Itoa(gossipPort)
+	return []string{"tcp:22", "tcp:" + gossip, "udp:" + gossip, "udp:" + strconv.Itoa(wireGuardPort)}
 }
 
 // PolicyOptions returns the policy settings in the form the evaluator and
@@ -41,12 +48,20 @@ func defaultFailsafes() []string {
 // out.
 func (c Config) PolicyOptions() policy.Options {
 	o := policy.Options{DefaultDenyWorkloads: c.Policy.DefaultDenyWorkloads}
-	for _, s := range c.Policy.FailsafeInbound {
+	in, out := c.Policy.FailsafeInbound, c.Policy.FailsafeOutbound
+	own := failsafesFor(c.BindPort, c.WireGuard.Port)
+	if slices.Equal(in, defaultFailsafes()) {
+		in = own
+	}
+	if slices.Equal(out, defaultFailsafes()) {
+		out = own
+	}
+	for _, s := range in {
 		if f, err := ParseFailsafe(s); err == nil {
 			o.FailsafeInbound = append(o.FailsafeInbound, f)
 		}
 	}
-	for _, s := range c.Policy.FailsafeOutbound {
+	for _, s := range out {
 		if f, err := ParseFailsafe(s); err == nil {
 			o.FailsafeOutbound = append(o.FailsafeOutbound, f)
 		}

@@ -62,6 +62,19 @@ func TestPolicyValidateAndOptions(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" || len(o.FailsafeOutbound) != 4 || o.DefaultDenyWorkloads {
 		t.Errorf("default options: %+v (-want +got inbound):\n%s", o, diff)
 	}
+
+	// The default lists follow weft's own ports; a list set by hand does not.
+	c = Default()
+	c.BindPort, c.WireGuard.Port = 8000, 9000
+	c.Policy.FailsafeOutbound = []string{"udp:53"}
+	o = c.PolicyOptions()
+	got, want = nil, []string{"tcp:22", "tcp:8000", "udp:8000", "udp:9000"}
+	for _, f := range o.FailsafeInbound {
+		got = append(got, f.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" || len(o.FailsafeOutbound) != 1 || o.FailsafeOutbound[0].String() != "udp:53" {
+		t.Errorf("options with bindPort 8000, wireguard.port 9000: %+v (-want +got inbound):\n%s", o, diff)
+	}
 }
 
 func FuzzParseFailsafe(f *testing.F) {
