@@ -245,7 +245,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ml = ml
 	defer ml.Shutdown()
 	a.pe = newPolicyEngine(policyEngineConfig{Store: gossipStore{ml}, Applier: a.polApplier, Node: a.cfg.NodeName,
-		Options: a.cfg.PolicyOptions(), Resync: a.cfg.ResyncPeriod.Duration, Logger: a.log, Now: a.now})
+		Options: a.cfg.PolicyOptions(), Resync: a.cfg.ResyncPeriod.Duration, Logger: a.log, Now: a.now,
+		Members: func() []string {
+			var names []string
+			for _, m := range ml.Members() {
+				names = append(names, m.Name)
+			}
+			return names
+		}})
 
 	srv, err := api.Listen(a.cfg.RunDir, (*backend)(a), a.log)
 	if err != nil {
@@ -317,6 +324,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			a.log.Debug("membership event", "kind", ev.Kind, "node", ev.Node)
 			a.decide()
+			if ev.Kind == gossip.EventJoined || ev.Kind == gossip.EventLeft || ev.Kind == gossip.EventReaped {
+				a.pe.Kick() // whose endpoints count changed
+			}
 		case <-resync.C:
 			a.decide()
 		case <-republish.C:

@@ -61,6 +61,9 @@ type policyEngine struct {
 	log     *slog.Logger
 	now     func() time.Time
 
+	members func() []string
+	kick    chan struct{} // Kick's signal to run
+
 	cache policystore.Cache
 	// lastFull is when the table was last rewritten whole (sync's goroutine only).
 	lastFull time.Time
@@ -83,6 +86,11 @@ type policyEngineConfig struct {
 	Resync  time.Duration
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Members, if set, returns the nodes the cluster knows (alive, suspect,
+	// or dead and still holding their subnet). Endpoints of other nodes
+	// (reaped, or gone with `weft leave` before deleting them) are left out
+	// of the Set: their addresses belong to whoever holds the subnet now.
+	Members func() []string
 }
 
 func newPolicyEngine(c policyEngineConfig) *policyEngine {
@@ -96,7 +104,7 @@ func newPolicyEngine(c policyEngineConfig) *policyEngine {
 		c.Resync = 30 * time.Second
 	}
 	return &policyEngine{store: c.Store, applier: c.Applier, node: c.Node, opts: c.Options, resync: c.Resync,
-		log: c.Logger.With("component", "policy"), now: c.Now,
+		log: c.Logger.With("component", "policy"), now: c.Now, members: c.Members, kick: make(chan struct{}, 1),
 		status: api.PolicyStatus{Enabled: c.Applier != nil}}
 }
 
@@ -114,6 +122,7 @@ func (e *policyEngine) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-e.store.Changed():
+		case <-e.kick:
 		case <-tick.C:
 		case <-retry:
 		}
@@ -123,7 +132,34 @@ func (e *policyEngine) run(ctx context.Context) {
 // build resolves the store's live entries into a Set, decoding only the
 // entries that changed since the last build.
 func (e *policyEngine) build() policystore.Built {
-	return e.cache.Build(entries(e.store.List(kindPolicy)), entries(e.store.List(kindEndpoint)))
+	return e.cache.Build(entries(e.store.List(kindPolicy)), e.memberEndpoints(e.store.List(kindEndpoint)))
+}
+
+// memberEndpoints returns the endpoint entries of nodes that Members knows
+// (all of them when Members is nil).
+func (e *policyEngine) memberEndpoints(es []storeEntry) []policystore.Entry {
+	if e.members == nil {
+		return entries(es)
+	}
+	known := map[string]bool{e.node: true}
+	for _, n := range e.members() {
+		known[n] = true
+	}
+	out := make([]policystore.Entry, 0, len(es))
+	for _, s := range es {
+		if node, _, _ := strings.Cut(s.Key, "/"); known[node] {
+			out = append(out, policystore.Entry{Key: s.Key, Value: s.Value})
+		}
+	}
+	return out
+}
+
+// Kick asks run for a sync soon (membership changed); it never blocks.
+func (e *policyEngine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
 }
 
 func entries(es []storeEntry) []policystore.Entry {

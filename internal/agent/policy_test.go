@@ -351,3 +351,27 @@ func TestPolicyFullResync(t *testing.T) {
 		t.Fatalf("after the period: %d replaced, want 2", fa.replaced)
 	}
 }
+
+// Endpoints of a node the cluster no longer knows (reaped after its death)
+// are out of the Set, so their addresses are free for the subnet's next
+// holder.
+func TestPolicyEngineForgetsGoneNodes(t *testing.T) {
+	store := newMemStore()
+	members := []string{"h1", "h2"}
+	e1 := newPolicyEngine(policyEngineConfig{Store: store, Applier: &fakeApplier{}, Node: "h1",
+		Members: func() []string { return members }})
+	e2, _ := newTestEngine(t, "h2", store)
+	addEndpoint(t, e2, "w1", "wlw1", "10.244.2.2", map[string]string{"app": "web"})
+	addEndpoint(t, e1, "w1", "wlw1", "10.244.1.2", map[string]string{"app": "web"})
+	if n := len(e1.build().Endpoints); n != 2 {
+		t.Fatalf("with h2 a member: %d endpoints in the set, want 2", n)
+	}
+	members = []string{"h1"} // h2 reaped
+	if eps := e1.build().Endpoints; len(eps) != 1 || eps[0].Key() != "h1/w1" {
+		t.Fatalf("after h2 was reaped: %+v, want only h1/w1", eps)
+	}
+	// h2's old address is free for a workload of this node.
+	if r := addEndpoint(t, e1, "w2", "wlw2", "10.244.2.2", nil); r.Result != api.ResultCreated {
+		t.Errorf("address of a gone node's endpoint: %+v", r)
+	}
+}
