@@ -130,6 +130,10 @@ type Peer struct {
 	WireGuardKey  []byte
 	WireGuardPort int
 	BehindNAT     bool
+	// Avoid lists the paths that path health found down for this peer:
+	// the planner takes the first allowed path not in it (see
+	// PeerPlan.Candidates). Empty: the cheapest allowed path.
+	Avoid []PathKind
 }
 
 // Plan is the desired data plane of one node: pure data, compared with the
@@ -210,6 +214,10 @@ type PeerPlan struct {
 	Via     netip.Addr     // next hop (underlay address, or VTEP address for VXLAN)
 	Remote  netip.Addr     // the peer underlay address packets are sent to
 	MTU     int            // MTU of the path for workload packets
+	// Candidates are the paths allowed for this peer, cheapest first (the
+	// fallback order); empty with PathNone. Path is the first of them not
+	// in Peer.Avoid.
+	Candidates []PathKind
 }
 
 // Route is one route. A zero Via with Blackhole false is a device route.
