@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/fabric"
+	"github.com/weft-net/weft/fabric/health"
 )
 
 // DefaultPath is where the agent looks for its config file when --config
@@ -94,6 +95,9 @@ type Config struct {
 	AWS AWS `json:"aws"`
 	// Gossip tunes memberlist.
 	Gossip GossipTimings `json:"gossip"`
+	// Health tunes path health: probes of every path to every peer,
+	// fallback to the next allowed path and return after a hold-down.
+	Health Health `json:"health"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `json:"logLevel"`
 	// LogFormat is text or json.
@@ -151,6 +155,39 @@ type VXLAN struct {
 	Port int `json:"port"`
 	// Device is the name of the VXLAN device weft creates.
 	Device string `json:"device"`
+}
+
+// Health tunes path health (fabric/health).
+type Health struct {
+	// Enabled turns probing and fallback on.
+	Enabled bool `json:"enabled"`
+	// Interval is the time between two probes of one path (stretched for
+	// large clusters to stay within MaxProbesPerSecond).
+	Interval Duration `json:"interval"`
+	// Misses is how many probes in a row must go unanswered for a path to
+	// be down.
+	Misses int `json:"misses"`
+	// HoldDown is how long a down path must answer every probe before the
+	// peer returns to it.
+	HoldDown Duration `json:"holdDown"`
+	// Timeout is how long a probe waits for its answer.
+	Timeout Duration `json:"timeout"`
+	// MaxProbesPerSecond bounds the probes this host sends.
+	MaxProbesPerSecond int `json:"maxProbesPerSecond"`
+	// Port is the UDP port probes are sent to and answered from.
+	Port int `json:"port"`
+}
+
+// HealthConfig returns the health settings in the form fabric/health takes.
+func (c Config) HealthConfig() health.Config {
+	return health.Config{
+		Interval:           c.Health.Interval.Duration,
+		Misses:             c.Health.Misses,
+		HoldDown:           c.Health.HoldDown.Duration,
+		Timeout:            c.Health.Timeout.Duration,
+		MaxProbesPerSecond: float64(c.Health.MaxProbesPerSecond),
+		Port:               c.Health.Port,
+	}
 }
 
 // GossipTimings tunes memberlist's failure detection and state exchange.
@@ -239,6 +276,15 @@ func Default() Config {
 			PushPullInterval: Duration{15 * time.Second},
 			JoinRetryMax:     Duration{5 * time.Second},
 			DeadReservation:  Duration{24 * time.Hour},
+		},
+		Health: Health{
+			Enabled:            true,
+			Interval:           Duration{health.DefaultInterval},
+			Misses:             health.DefaultMisses,
+			HoldDown:           Duration{health.DefaultHoldDown},
+			Timeout:            Duration{health.DefaultTimeout},
+			MaxProbesPerSecond: health.DefaultMaxProbesPerSecond,
+			Port:               health.DefaultPort,
 		},
 		LogLevel:  "info",
 		LogFormat: "text",

@@ -93,6 +93,13 @@ func settings() []setting {
 		duration("gossip-push-pull-interval", "time between full state exchanges with a random node", func(c *Config) *Duration { return &c.Gossip.PushPullInterval }),
 		duration("gossip-join-retry-max", "longest wait between attempts to join the --join nodes", func(c *Config) *Duration { return &c.Gossip.JoinRetryMax }),
 		duration("gossip-dead-reservation", "how long a dead node's subnet stays reserved in case it comes back", func(c *Config) *Duration { return &c.Gossip.DeadReservation }),
+		boolean("health-enabled", "probe every path to every peer, fall back to the next allowed path when one stops answering, and return after the hold-down", func(c *Config) *bool { return &c.Health.Enabled }),
+		duration("health-interval", "time between two probes of one path (stretched on large clusters to stay within the probe budget)", func(c *Config) *Duration { return &c.Health.Interval }),
+		integer("health-misses", "probes in a row that must go unanswered for a path to be down, 1-100", func(c *Config) *int { return &c.Health.Misses }),
+		duration("health-hold-down", "how long a down path must answer every probe before peers return to it", func(c *Config) *Duration { return &c.Health.HoldDown }),
+		duration("health-timeout", "how long a probe waits for its answer", func(c *Config) *Duration { return &c.Health.Timeout }),
+		integer("health-max-probes-per-second", "most probes this host sends per second, whatever the cluster size", func(c *Config) *int { return &c.Health.MaxProbesPerSecond }),
+		integer("health-port", "UDP port that path-health probes are sent to and answered from", func(c *Config) *int { return &c.Health.Port }),
 		str("log-level", "least severe log messages to print: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 		str("log-format", "log format: text or json", func(c *Config) *string { return &c.LogFormat }),
 	}

@@ -271,10 +271,12 @@ func TestFlags(t *testing.T) {
 		"cloud", "aws-region", "aws-endpoint", "aws-imds-endpoint", "aws-route-table-ids", "aws-route-table-tag",
 		"gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-gossip-interval",
 		"gossip-push-pull-interval", "gossip-join-retry-max", "gossip-dead-reservation",
+		"health-enabled", "health-interval", "health-misses", "health-hold-down", "health-timeout",
+		"health-max-probes-per-second", "health-port",
 		"log-level", "log-format",
 	}
-	if len(pinned) != 47 {
-		t.Fatalf("pinned lists %d flags, want 47", len(pinned))
+	if len(pinned) != 54 {
+		t.Fatalf("pinned lists %d flags, want 54", len(pinned))
 	}
 	slices.Sort(pinned)
 	if diff := cmp.Diff(pinned, want); diff != "" {

@@ -144,6 +144,9 @@ func (c Config) Validate() error {
 	checkLabels(&errs, c.Labels)
 	checkDataPlane(&errs, c)
 	checkGossip(&errs, c.Gossip)
+	if err := c.HealthConfig().Validate(); err != nil {
+		errs = append(errs, err) // each line names the field and value
+	}
 
 	if _, err := c.SlogLevel(); err != nil {
 		bad("logLevel", quote(c.LogLevel), "want one of debug, info, warn, error")
