@@ -170,6 +170,10 @@ func (t *Tracker) Reply(seq uint64, peer string, path fabric.PathKind, now time.
 	return t.observe(p.target, true, now.Sub(p.sent), now)
 }
 
+// Cancel forgets probe seq without counting it: it could not be sent for a
+// reason that says nothing about the path.
+func (t *Tracker) Cancel(seq uint64) { delete(t.pending, seq) }
+
 // Failed records that the probe seq could not be sent: a miss at now.
 func (t *Tracker) Failed(seq uint64, now time.Time) []StateChange {
 	p, ok := t.pending[seq]

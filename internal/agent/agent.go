@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/fabric"
+	"github.com/weft-net/weft/fabric/health/probe"
 	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/internal/config"
@@ -53,6 +54,9 @@ type Options struct {
 	// DataPlane puts plans into the kernel; nil runs the agent without one
 	// (membership and subnets only).
 	DataPlane DataPlane
+	// OpenProber opens the prober of path health; nil means the real one
+	// (fabric/health/probe). Path health runs only with a data plane.
+	OpenProber func(probe.Config) (Prober, error)
 }
 
 // Agent is one running weft agent. Create it with New, run it with Run.
@@ -89,6 +93,11 @@ type Agent struct {
 	// location is the configured one, completed by cloud discovery.
 	location gossip.Location
 	cloud    cloudState
+
+	// health is path health; nil when off (config, or no data plane).
+	health *pathHealth
+	// openProber opens the prober of path health.
+	openProber func(probe.Config) (Prober, error)
 }
 
 // New checks what can be checked before start: the cluster key and the underlay.
@@ -133,6 +142,13 @@ func New(o Options) (*Agent, error) {
 	}
 	if cfg.WireGuard.BehindNAT {
 		a.caps |= gossip.CapBehindNAT
+	}
+	if o.DataPlane != nil && cfg.Health.Enabled {
+		a.health = newPathHealth(cfg.HealthConfig())
+		a.openProber = o.OpenProber
+		if a.openProber == nil {
+			a.openProber = openProber
+		}
 	}
 	if !cfg.Insecure {
 		k, err := gossip.LoadKeyFile(cfg.ClusterKeyFile)
@@ -266,6 +282,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ready = true
 	a.mu.Unlock()
 	a.decide()
+	if a.health != nil {
+		go a.runHealth(ctx, a.openProber)
+	}
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()

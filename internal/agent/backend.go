@@ -109,6 +109,7 @@ func (b *backend) Peers() []api.Peer {
 			}
 		}
 	}
+	snap := a.healthSnapshot()
 	out := make([]api.Peer, 0, len(members))
 	for _, m := range members {
 		p := api.Peer{
@@ -130,6 +131,7 @@ func (b *backend) Peers() []api.Peer {
 				p.Conflict = fmt.Sprintf("subnet %s belongs to %s (claimed earlier); %s must move", p.Subnet, w.Node, m.Name)
 			}
 		}
+		a.peerHealth(&p, snap)
 		out = append(out, p)
 	}
 	return out
