@@ -248,6 +248,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if addr := a.cfg.Metrics.Listen; addr != "" {
+		if err := a.serveMetrics(ctx, addr); err != nil {
+			return err
+		}
+	}
 	joined := make(chan struct{})
 	go func() {
 		defer close(joined)

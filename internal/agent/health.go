@@ -41,6 +41,8 @@ type pathHealth struct {
 	sc    *health.Scheduler
 	peers map[string]probe.Peer
 	mtu   map[string]int
+
+	count healthCounters
 }
 
 func newPathHealth(cfg health.Config) *pathHealth {
@@ -90,6 +92,7 @@ func (a *Agent) healthPlanned(local fabric.Local, peers []fabric.Peer, plan fabr
 	changes := h.tr.SetPlan(plan.Peers, a.now())
 	h.peers, h.mtu = view, mtu
 	h.mu.Unlock()
+	h.count.pathMoves.Add(uint64(len(changes)))
 	for _, c := range changes {
 		a.log.Info("path changed", "peer", c.Peer, "from", c.From, "to", c.To, "reason", c.Reason)
 	}
@@ -160,6 +163,7 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 			if !ok {
 				return
 			}
+			h.count.answered.Add(1)
 			h.mu.Lock()
 			changes = h.tr.Reply(r.Probe.Seq, r.Probe.Node, r.Probe.Path, r.At)
 			h.mu.Unlock()
@@ -177,6 +181,7 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 			for i, t := range due {
 				err := conn.Send(t, seqs[i], now)
 				if err == nil {
+					h.count.sent.Add(1)
 					continue
 				}
 				a.log.Debug("probe not sent", "target", t.String(), "err", err)
@@ -184,6 +189,7 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 				if errors.Is(err, probe.ErrNotReady) {
 					h.tr.Cancel(seqs[i])
 				} else {
+					h.count.failed.Add(1)
 					changes = append(changes, h.tr.Failed(seqs[i], now)...)
 				}
 				h.mu.Unlock()
@@ -196,6 +202,9 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 // healthChanged logs state changes and replans when one changes what the
 // planner avoids.
 func (a *Agent) healthChanged(changes []health.StateChange) {
+	if len(changes) > 0 {
+		a.health.count.stateChanges.Add(uint64(len(changes)))
+	}
 	replan := false
 	for _, c := range changes {
 		a.log.Info("path state changed", "peer", c.Peer, "path", c.Path, "from", c.From, "to", c.To, "reason", c.Reason)

@@ -98,6 +98,8 @@ type Config struct {
 	// Health tunes path health: probes of every path to every peer,
 	// fallback to the next allowed path and return after a hold-down.
 	Health Health `json:"health"`
+	// Metrics configures the Prometheus listener.
+	Metrics Metrics `json:"metrics"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `json:"logLevel"`
 	// LogFormat is text or json.
@@ -176,6 +178,13 @@ type Health struct {
 	MaxProbesPerSecond int `json:"maxProbesPerSecond"`
 	// Port is the UDP port probes are sent to and answered from.
 	Port int `json:"port"`
+}
+
+// Metrics configures the Prometheus metrics listener.
+type Metrics struct {
+	// Listen is the TCP address /metrics is served on (e.g.
+	// "127.0.0.1:9587"); empty: no listener.
+	Listen string `json:"listen"`
 }
 
 // HealthConfig returns the health settings in the form fabric/health takes.

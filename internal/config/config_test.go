@@ -113,6 +113,7 @@ gossip:
   joinRetryMax: 1m
   deadReservation: 168h
 health: {enabled: false, interval: 250ms, misses: 5, holdDown: 30s, timeout: 2s, maxProbesPerSecond: 50, port: 7000}
+metrics: {listen: "127.0.0.1:9587"}
 logLevel: debug
 logFormat: json
 `,
@@ -153,6 +154,7 @@ logFormat: json
 				},
 				Health: Health{Enabled: false, Interval: Duration{250 * time.Millisecond}, Misses: 5, HoldDown: Duration{30 * time.Second},
 					Timeout: Duration{2 * time.Second}, MaxProbesPerSecond: 50, Port: 7000},
+				Metrics:   Metrics{Listen: "127.0.0.1:9587"},
 				LogLevel:  "debug",
 				LogFormat: "json",
 			},
@@ -280,6 +282,7 @@ func TestParseValidateBad(t *testing.T) {
 		{"health holdDown negative", "health: {holdDown: -1s}\n", "health.holdDown", "-1s"},
 		{"health budget zero", "health: {maxProbesPerSecond: 0}\n", "health.maxProbesPerSecond", "0"},
 		{"health port", "health: {port: 65536}\n", "health.port", "65536"},
+		{"metrics listen without port", "metrics: {listen: localhost}\n", "metrics.listen", "localhost"},
 		{"overlay", "overlay: geneve\n", "overlay", `"geneve"`},
 		{"upper-case overlay", "overlay: VXLAN\n", "overlay", `"VXLAN"`},
 		{"empty overlay", "overlay: \"\"\n", "overlay", `""`},

@@ -100,6 +100,8 @@ func settings() []setting {
 		duration("health-timeout", "how long a probe waits for its answer", func(c *Config) *Duration { return &c.Health.Timeout }),
 		integer("health-max-probes-per-second", "most probes this host sends per second, whatever the cluster size", func(c *Config) *int { return &c.Health.MaxProbesPerSecond }),
 		integer("health-port", "UDP port that path-health probes are sent to and answered from", func(c *Config) *int { return &c.Health.Port }),
+		str("metrics-listen", "IP:port to serve Prometheus metrics on at /metrics", func(c *Config) *string { return &c.Metrics.Listen }).
+			withDefault("none: no metrics listener"),
 		str("log-level", "least severe log messages to print: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 		str("log-format", "log format: text or json", func(c *Config) *string { return &c.LogFormat }),
 	}
