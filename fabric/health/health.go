@@ -33,6 +33,10 @@ const (
 	DefaultHoldDown           = 10 * time.Second
 	DefaultTimeout            = time.Second
 	DefaultMaxProbesPerSecond = 200
+	// DefaultStartGrace is how long misses of a peer new to the plan do
+	// not count: its agent may not know this node yet, nor have its
+	// routes and tunnels in place.
+	DefaultStartGrace = 5 * time.Second
 	// DefaultPort is the UDP port probes are sent to; memberlist's default
 	// is 7946, so the next one.
 	DefaultPort = 7947
@@ -58,6 +62,9 @@ type Config struct {
 	MaxProbesPerSecond float64
 	// Port is the UDP port probes are sent to and answered from.
 	Port int
+	// StartGrace is how long after a peer first appears in the plan its
+	// misses do not count (answers do).
+	StartGrace time.Duration
 }
 
 // DefaultConfig returns the defaults above. Each call returns a new value.
@@ -69,6 +76,7 @@ func DefaultConfig() Config {
 		Timeout:            DefaultTimeout,
 		MaxProbesPerSecond: DefaultMaxProbesPerSecond,
 		Port:               DefaultPort,
+		StartGrace:         DefaultStartGrace,
 	}
 }
 

@@ -55,6 +55,7 @@ type PathChange struct {
 }
 
 type peerState struct {
+	first      time.Time // when the peer first appeared in the plan
 	active     fabric.PathKind
 	candidates []fabric.PathKind
 	since      time.Time
@@ -93,7 +94,7 @@ func (t *Tracker) SetPlan(plans []fabric.PeerPlan, now time.Time) []PathChange {
 		seen[pp.Name] = true
 		ps, ok := t.peers[pp.Name]
 		if !ok {
-			ps = &peerState{active: pp.Path, since: now, links: map[fabric.PathKind]*Link{}}
+			ps = &peerState{first: now, active: pp.Path, since: now, links: map[fabric.PathKind]*Link{}}
 			t.peers[pp.Name] = ps
 		} else if ps.active != pp.Path {
 			c := PathChange{At: now, Peer: pp.Name, From: ps.active, To: pp.Path, Reason: pp.Reason}
@@ -220,6 +221,9 @@ func (t *Tracker) observe(target Target, ok bool, rtt time.Duration, now time.Ti
 	ps := t.peers[target.Peer]
 	if ps == nil || !slices.Contains(ps.candidates, target.Path) {
 		return nil
+	}
+	if !ok && now.Sub(ps.first) < t.cfg.StartGrace {
+		return nil // a new peer: it may not know this node yet
 	}
 	l := ps.links[target.Path]
 	if l == nil {

@@ -57,6 +57,7 @@ func TestTrackerTargets(t *testing.T) {
 // back, through Sent, Expire and Reply, as the agent drives it.
 func TestTrackerFallbackAndReturn(t *testing.T) {
 	cfg := DefaultConfig() // 3 misses, 10 s hold-down, 1 s timeout
+	cfg.StartGrace = 0
 	tr := NewTracker(cfg, 100)
 	now := time.Unix(1000, 0)
 	tr.SetPlan([]fabric.PeerPlan{pp("h2", direct, direct, vxlan, wg)}, now)
@@ -135,6 +136,7 @@ func TestTrackerFallbackAndReturn(t *testing.T) {
 
 func TestTrackerForgetsAndRetries(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.StartGrace = 0
 	tr := NewTracker(cfg, 0)
 	now := time.Unix(0, 0)
 	tr.SetPlan([]fabric.PeerPlan{pp("h2", ipip, direct, ipip, wg), pp("h3", vxlan, vxlan)}, now)
@@ -161,5 +163,29 @@ func TestTrackerForgetsAndRetries(t *testing.T) {
 	tr.SetPlan([]fabric.PeerPlan{pp("h2", wg, direct, ipip, wg)}, now)
 	if tr.Pending() != 0 || len(tr.Snapshot()) != 1 {
 		t.Errorf("after h3 left: %d pending, %d peers; want 0, 1", tr.Pending(), len(tr.Snapshot()))
+	}
+}
+
+// TestTrackerStartGrace: misses of a peer new to the plan do not count
+// during the grace; answers do; after it, misses count.
+func TestTrackerStartGrace(t *testing.T) {
+	cfg := DefaultConfig() // grace 5 s
+	tr := NewTracker(cfg, 0)
+	start := time.Unix(0, 0)
+	tr.SetPlan([]fabric.PeerPlan{pp("h2", direct, direct, vxlan)}, start)
+	tg := Target{Peer: "h2", Path: direct, Route: true}
+	for i := range 4 {
+		now := start.Add(time.Duration(i) * time.Second)
+		tr.Failed(tr.Sent(tg, now), now)
+	}
+	if got := tr.Avoid("h2"); len(got) != 0 {
+		t.Fatalf("down within the grace: %v", got)
+	}
+	now := start.Add(cfg.StartGrace)
+	for range 3 {
+		tr.Failed(tr.Sent(tg, now), now)
+	}
+	if got := tr.Avoid("h2"); !cmp.Equal(got, []fabric.PathKind{direct}) {
+		t.Fatalf("after the grace: avoid %v, want [direct]", got)
 	}
 }

@@ -79,6 +79,7 @@ func (b *backend) Status() api.Status {
 	} else {
 		s.DataPlane = "off"
 	}
+	s.Problems = append(s.Problems, a.healthProblems()...)
 	if s.MembersDead > 0 {
 		s.Problems = append(s.Problems, fmt.Sprintf("members: %d dead", s.MembersDead))
 	}

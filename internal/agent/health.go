@@ -3,8 +3,11 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -274,3 +277,40 @@ func (a *Agent) healthSnapshot() map[string]health.PeerStatus {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// maxHealthProblems bounds the path-health lines in status.
+const maxHealthProblems = 10
+
+// healthProblems returns what path health has to say in status: peers
+// whose path in use is down, and peers on a fallback path.
+func (a *Agent) healthProblems() []string {
+	snap := a.healthSnapshot()
+	if snap == nil {
+		return nil
+	}
+	var out []string
+	more := 0
+	for _, name := range slices.Sorted(maps.Keys(snap)) {
+		s := snap[name]
+		line := ""
+		switch {
+		case s.Path == fabric.PathNone || len(s.Paths) == 0:
+		case s.State == health.StateDown:
+			line = fmt.Sprintf("path health: %s: %s in use is down", name, s.Path)
+		case s.Paths[0].Path != s.Path:
+			line = fmt.Sprintf("path health: %s: on fallback %s, %s is %s", name, s.Path, s.Paths[0].Path, s.Paths[0].State)
+		}
+		if line == "" {
+			continue
+		}
+		if len(out) == maxHealthProblems {
+			more++
+			continue
+		}
+		out = append(out, line)
+	}
+	if more > 0 {
+		out = append(out, fmt.Sprintf("path health: %d more peers", more))
+	}
+	return out
+}

@@ -13,7 +13,7 @@ import (
 )
 
 func TestMetricsHealth(t *testing.T) {
-	a := &Agent{health: newPathHealth(health.DefaultConfig())}
+	a := &Agent{health: newPathHealth(noGrace())}
 	h := a.health
 	now := time.Unix(1000, 0)
 	var plans []fabric.PeerPlan
@@ -64,4 +64,40 @@ func TestMetricsHealth(t *testing.T) {
 	if strings.Contains(text, fmt.Sprintf(`peer="p%03d"`, maxPeerSeries)) {
 		t.Errorf("per-peer series beyond %d peers", maxPeerSeries)
 	}
+}
+
+func TestHealthProblems(t *testing.T) {
+	a := &Agent{health: newPathHealth(noGrace())}
+	h := a.health
+	now := time.Unix(1000, 0)
+	cands := []fabric.PathKind{fabric.PathDirect, fabric.PathVXLAN}
+	h.tr.SetPlan([]fabric.PeerPlan{
+		{Name: "h2", Path: fabric.PathDirect, Candidates: cands},
+		{Name: "h3", Path: fabric.PathDirect, Candidates: cands},
+	}, now)
+	for range 3 {
+		for _, p := range []string{"h2", "h3"} {
+			seq := h.tr.Sent(health.Target{Peer: p, Path: fabric.PathDirect, Route: true}, now)
+			h.tr.Failed(seq, now)
+		}
+	}
+	// The planner moved h3 to the overlay; h2 has nowhere else (as if).
+	h.tr.SetPlan([]fabric.PeerPlan{
+		{Name: "h2", Path: fabric.PathDirect, Candidates: cands},
+		{Name: "h3", Path: fabric.PathVXLAN, Candidates: cands},
+	}, now)
+	got := a.healthProblems()
+	want := []string{
+		"path health: h2: direct in use is down",
+		"path health: h3: on fallback vxlan, direct is down",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func noGrace() health.Config {
+	c := health.DefaultConfig()
+	c.StartGrace = 0
+	return c
 }

@@ -196,6 +196,7 @@ func (c Config) HealthConfig() health.Config {
 		Timeout:            c.Health.Timeout.Duration,
 		MaxProbesPerSecond: float64(c.Health.MaxProbesPerSecond),
 		Port:               c.Health.Port,
+		StartGrace:         health.DefaultStartGrace,
 	}
 }
 
