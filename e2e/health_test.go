@@ -74,6 +74,18 @@ func waitPaths(t *testing.T, c *lab.Cluster, a, b, path string, within time.Dura
 	})
 }
 
+// waitUp waits until a and b each found the path in use to the other up:
+// before that, a new peer's misses do not count (the start grace), and a
+// break would be found late.
+func waitUp(t *testing.T, c *lab.Cluster, a, b string) {
+	t.Helper()
+	poll(t, 30*time.Second, fmt.Sprintf("%s <-> %s up", a, b), func() (bool, string) {
+		pa, _ := peerOf(t, c, a, b)
+		pb, _ := peerOf(t, c, b, a)
+		return pa.Health != nil && pa.Health.State == "up" && pb.Health != nil && pb.Health.State == "up", fmt.Sprintf("%+v / %+v", pa.Health, pb.Health)
+	})
+}
+
 // nft runs nft -f with rules inside node's namespace ("sw" is the switch).
 func nft(t *testing.T, l *netlab.Lab, node, rules string) {
 	t.Helper()
@@ -181,6 +193,7 @@ func TestHealthDirectToOverlay(t *testing.T) {
 	c, ws := newHealthLab(t, twoSegments(2, 0))
 	l := c.Lab()
 	waitPaths(t, c, "a1", "a2", "direct", 30*time.Second)
+	waitUp(t, c, "a1", "a2")
 	s := startStream(t, l, ws["a1"], ws["a2"], 5010)
 
 	// Plain workload packets have workload addresses on the wire; VXLAN
@@ -209,11 +222,13 @@ func TestHealthOverlayToWireGuard(t *testing.T) {
 	c, ws := newHealthLab(t, twoSegments(1, 1))
 	l := c.Lab()
 	waitPaths(t, c, "a1", "b1", "vxlan", 30*time.Second)
+	waitUp(t, c, "a1", "b1")
 	s := startStream(t, l, ws["a1"], ws["b1"], 5011)
 
 	nft(t, l, "rt", "table inet weftblock {\n chain forward {\n  type filter hook forward priority 0;\n  udp dport 4789 drop\n }\n}\n")
 	took := waitPaths(t, c, "a1", "b1", "wireguard", 30*time.Second)
 	t.Logf("both moved to wireguard %s after the VXLAN port was blocked", took.Round(10*time.Millisecond))
+
 	s.flowing(t, 30*time.Second)
 	if !lab.Ping(context.Background(), l, ws["b1"].Name, ws["a1"].Addr, 3) {
 		t.Errorf("w2 cannot ping w1 over WireGuard")
@@ -232,4 +247,112 @@ func TestHealthOverlayToWireGuard(t *testing.T) {
 	t.Logf("both back on vxlan %s after the port was unblocked (hold-down %s)", back.Round(10*time.Millisecond), healthHoldDown)
 	s.flowing(t, 30*time.Second)
 	s.finish(t)
+}
+
+// TestHealthPathMTU: segment sb has MTU 1400 (b1 and the router's side of
+// it); a1 on sa (MTU 1500) finds the path MTU to b1 over VXLAN with DF
+// probes, and only its routes to b1 get it (1350); its route to a2 on its
+// own segment keeps the full MTU. Large TCP transfers between the
+// workloads complete both ways.
+func TestHealthPathMTU(t *testing.T) {
+	c := newCluster(t, twoSegments(2, 1), map[string]any{"resyncPeriod": "5s"})
+	l := c.Lab()
+	ctx := context.Background()
+	for _, n := range []struct{ node, seg string }{{"rt", "sb"}, {"b1", "sb"}} {
+		if out, err := l.Command(ctx, n.node, "ip", "link", "set", "dev", l.Interface(n.node, n.seg), "mtu", "1400").CombinedOutput(); err != nil {
+			t.Fatalf("set mtu in %s: %v\n%s", n.node, err, out)
+		}
+	}
+	hosts := l.Hosts()
+	startAll(t, c, hosts, []string{l.HostAddr("a1").String()})
+	waitConverged(t, c, hosts, 60*time.Second)
+	ws := map[string]netlab.Workload{}
+	for i, h := range hosts {
+		w := netlab.Workload{Name: fmt.Sprintf("w%d", i+1), Host: h, Addr: status(t, c, h).Subnet.Addr().Next().Next()}
+		if err := l.AddWorkload(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		ws[h] = w
+	}
+	poll(t, 60*time.Second, "data planes ready", func() (bool, string) { return c.DataPlaneReady(ctx, hosts) })
+
+	routeTo := func(from, to string) string {
+		out, err := l.Command(ctx, from, "ip", "route", "show", status(t, c, to).Subnet.String()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip route in %s: %v\n%s", from, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	took := poll(t, 60*time.Second, "a1's route to b1 with the path MTU", func() (bool, string) {
+		r := routeTo("a1", "b1")
+		return strings.Contains(r, "mtu 1350"), r
+	})
+	t.Logf("a1 -> b1: %s (after %s)", routeTo("a1", "b1"), took.Round(10*time.Millisecond))
+	if p, ok := peerOf(t, c, "a1", "b1"); !ok || p.MTU != 1350 {
+		t.Errorf("weft peers on a1: b1 MTU %d, want 1350", p.MTU)
+	}
+	// b1's own underlay is 1400: its VXLAN device says 1350 already.
+	if p, ok := peerOf(t, c, "b1", "a1"); !ok || p.MTU != 1350 {
+		t.Errorf("weft peers on b1: a1 MTU %d, want 1350", p.MTU)
+	}
+	if r := routeTo("a1", "a2"); strings.Contains(r, "mtu") {
+		t.Errorf("a1 -> a2 (same segment) got an MTU: %s", r)
+	}
+	for _, dir := range [][2]string{{"a1", "b1"}, {"b1", "a1"}} {
+		from, to := ws[dir[0]], ws[dir[1]]
+		if !lab.Ping(ctx, l, from.Name, to.Addr, 3) {
+			out, _ := l.Command(ctx, dir[0], "ip", "route").CombinedOutput()
+			out2, _ := l.Command(ctx, from.Name, "ip", "-d", "link").CombinedOutput()
+			t.Errorf("%s cannot ping %s; routes of %s:\n%s\n%s", from.Name, to.Name, dir[0], out, out2)
+		}
+		if err := bulk(t, l, from, to, 5020, 20<<20); err != nil {
+			t.Errorf("%s -> %s: 20 MB over TCP: %v", from.Name, to.Name, err)
+		}
+	}
+}
+
+// bulk sends n bytes over TCP from workload from to workload to and checks
+// they all arrive within 60 s.
+func bulk(t *testing.T, l *netlab.Lab, from, to netlab.Workload, port uint16, n int64) error {
+	t.Helper()
+	ln := listenIn(t, l, to.Name, netip.AddrPortFrom(to.Addr, port))
+	got := make(chan int64, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(60 * time.Second))
+		m, _ := io.Copy(io.Discard, conn)
+		got <- m
+	}()
+	var conn net.Conn
+	if err := l.Do(from.Name, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(to.Addr, port).String(), 5*time.Second)
+		return err
+	}); err != nil {
+		return err
+	}
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	start := time.Now()
+	sent, err := io.CopyN(conn, zeroReader{}, n)
+	conn.Close()
+	if err != nil {
+		return fmt.Errorf("sent %d bytes: %w", sent, err)
+	}
+	if m := <-got; m != n {
+		return fmt.Errorf("received %d of %d bytes", m, n)
+	}
+	t.Logf("%s -> %s: %d MB in %s", from.Name, to.Name, n>>20, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

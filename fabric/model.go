@@ -134,6 +134,9 @@ type Peer struct {
 	// the planner takes the first allowed path not in it (see
 	// PeerPlan.Candidates). Empty: the cheapest allowed path.
 	Avoid []PathKind
+	// PathMTU holds path MTUs that path health found, by path: the
+	// peer's routes get the smaller of it and the path's own MTU.
+	PathMTU map[PathKind]int
 }
 
 // Plan is the desired data plane of one node: pure data, compared with the
@@ -218,6 +221,9 @@ type PeerPlan struct {
 	// fallback order); empty with PathNone. Path is the first of them not
 	// in Peer.Avoid.
 	Candidates []PathKind
+	// MaxMTU is the path's own MTU (from the devices), before a path MTU
+	// found by path health lowers MTU.
+	MaxMTU int
 }
 
 // Route is one route. A zero Via with Blackhole false is a device route.

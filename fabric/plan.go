@@ -243,6 +243,12 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 		}
 		pick := pickCandidate(cands, p.Avoid)
 		emitPath(&plan, pp, local, p, remote, pick, opts, usedMACs)
+		if pick.kind != PathWireGuard && slices.Contains(pp.Candidates, PathWireGuard) {
+			// WireGuard is this pair's fallback: keep the peer configured
+			// (no route), so that whichever end falls back first finds the
+			// other ready to answer its handshake.
+			wireGuardPeer(&plan, local, p, remote, opts)
+		}
 	}
 
 	slices.SortFunc(plan.Routes, compareRoutes)
@@ -315,22 +321,31 @@ func wireGuardPath(plan *Plan, pp *PeerPlan, local Local, p *Peer, remote netip.
 	dev := plan.WireGuard
 	pp.Path, pp.Reason = PathWireGuard, reason
 	pp.Dev, pp.Via, pp.MTU = dev.Name, netip.Addr{}, dev.MTU
+	if at := wireGuardPeer(plan, local, p, remote, opts); at.IsValid() {
+		pp.Remote = at
+	}
+	for _, s := range p.Subnets {
+		plan.Routes = append(plan.Routes, Route{Dst: s, Dev: dev.Name})
+	}
+}
+
+// wireGuardPeer adds p as a WireGuard peer of plan and returns its
+// endpoint address (invalid for a peer behind NAT).
+func wireGuardPeer(plan *Plan, local Local, p *Peer, remote netip.Addr, opts Options) netip.Addr {
 	peer := WireGuardPeer{Name: p.Name, PublicKey: slices.Clone(p.WireGuardKey), AllowedIPs: slices.Clone(p.Subnets)}
+	var at netip.Addr
 	if !p.BehindNAT {
-		at := remote
+		at = remote
 		if p.Public.IsValid() {
 			at = p.Public.Unmap()
 		}
 		peer.Endpoint = netip.AddrPortFrom(at, uint16(p.WireGuardPort))
-		pp.Remote = at
 	}
 	if local.BehindNAT {
 		peer.Keepalive = opts.WireGuardKeepalive
 	}
 	plan.WireGuardPeers = append(plan.WireGuardPeers, peer)
-	for _, s := range p.Subnets {
-		plan.Routes = append(plan.Routes, Route{Dst: s, Dev: dev.Name})
-	}
+	return at
 }
 
 // mtuLess returns mtu less overhead, or 0 (the device's own) when mtu is

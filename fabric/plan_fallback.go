@@ -11,7 +11,9 @@ import (
 //
 // For every peer the planner lists the paths it allows, cheapest first
 // (PeerPlan.Candidates): direct or native, then the overlay, then WireGuard
-// where both nodes can do it. A peer that needs encryption has WireGuard
+// where both nodes can do it and encryption is not never. A peer whose
+// fallback is WireGuard stays configured on the WireGuard device (without a
+// route), so that whichever end falls back first is answered. A peer that needs encryption has WireGuard
 // alone: an encrypted path never falls back to a plaintext one. Path health
 // (fabric/health) marks paths down per peer and hands them back as
 // Peer.Avoid; the planner then takes the first candidate not avoided, so
@@ -68,8 +70,9 @@ func peerCandidates(plan *Plan, local Local, p *Peer, opts Options, onLink bool,
 		}
 	}
 	// WireGuard is a fallback for a plaintext path, never the first choice
-	// of a pair that needs no encryption.
-	if wgOK {
+	// of a pair that needs no encryption, and none with encryption never
+	// (the device may exist for a peer behind NAT).
+	if wgOK && opts.Encryption != EncryptionNever {
 		out = append(out, candidate{PathWireGuard, "fallback to WireGuard"})
 	}
 	return out, ""
@@ -122,6 +125,17 @@ func pickCandidate(cands []candidate, avoid []PathKind) candidate {
 func emitPath(plan *Plan, pp *PeerPlan, local Local, p *Peer, remote netip.Addr, c candidate, opts Options,
 	usedMACs map[[macLen]byte]string) {
 	pp.Path, pp.Reason = c.kind, c.reason
+	first := len(plan.Routes)
+	defer func() {
+		// A path MTU found below the path's own goes on the peer's routes.
+		pp.MaxMTU = pp.MTU
+		if m := p.PathMTU[c.kind]; m > 0 && pp.MTU > 0 && m < pp.MTU {
+			pp.MTU = m
+			for i := first; i < len(plan.Routes); i++ {
+				plan.Routes[i].MTU = m
+			}
+		}
+	}()
 	switch c.kind {
 	case PathDirect:
 		pp.Dev, pp.Via, pp.MTU = local.UnderlayDev, remote, local.UnderlayMTU

@@ -163,3 +163,54 @@ type netipPrefix = netip.Prefix
 
 func netipAddr(s string) netip.Addr       { return netip.MustParseAddr(s) }
 func netipPrefixOf(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestComputePathMTU: a path MTU found below the path's own goes on the
+// peer's routes and PeerPlan.MTU; one above it, or for another path, does
+// not.
+func TestComputePathMTU(t *testing.T) {
+	same := wgPeer("h2", "198.18.1.3", "10.244.2.0/24", "r1", 2)
+	other := wgPeer("h3", "198.18.2.2", "10.244.3.0/24", "r1", 3)
+	other.Subnets = append(other.Subnets, netipPrefixOf("10.244.30.0/24"))
+	tests := []struct {
+		name   string
+		peer   Peer
+		mtu    map[PathKind]int
+		want   string
+		routes []string
+	}{
+		{"vxlan lowered", other, map[PathKind]int{PathVXLAN: 1350},
+			"h3 vxlan via 10.244.3.0 dev weft.vxlan remote 198.18.2.2 mtu 1350 (different L2 segment)",
+			[]string{"10.244.3.0/24 via 10.244.3.0 dev weft.vxlan onlink proto 87 mtu 1350", "10.244.30.0/24 via 10.244.3.0 dev weft.vxlan onlink proto 87 mtu 1350"}},
+		{"above the path's own: ignored", other, map[PathKind]int{PathVXLAN: 1500},
+			"h3 vxlan via 10.244.3.0 dev weft.vxlan remote 198.18.2.2 mtu 1450 (different L2 segment)",
+			[]string{"10.244.3.0/24 via 10.244.3.0 dev weft.vxlan onlink proto 87", "10.244.30.0/24 via 10.244.3.0 dev weft.vxlan onlink proto 87"}},
+		{"found for another path: ignored", same, map[PathKind]int{PathVXLAN: 1300},
+			"h2 direct via 198.18.1.3 dev eth0 mtu 1500 (same L2 segment)",
+			[]string{"10.244.2.0/24 via 198.18.1.3 dev eth0 proto 87"}},
+		{"direct lowered", same, map[PathKind]int{PathDirect: 1400},
+			"h2 direct via 198.18.1.3 dev eth0 mtu 1400 (same L2 segment)",
+			[]string{"10.244.2.0/24 via 198.18.1.3 dev eth0 proto 87 mtu 1400"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.peer
+			p.PathMTU = tt.mtu
+			plan := Compute(wgLocal(), []Peer{p}, DefaultOptions())
+			if diff := cmp.Diff(tt.want, plan.Peers[0].String()); diff != "" {
+				t.Errorf("peer plan (-want +got):\n%s", diff)
+			}
+			var routes []string
+			for _, r := range plan.Routes {
+				if !r.Blackhole {
+					routes = append(routes, r.String())
+				}
+			}
+			if diff := cmp.Diff(tt.routes, routes); diff != "" {
+				t.Errorf("routes (-want +got):\n%s", diff)
+			}
+			if plan.Peers[0].MaxMTU < plan.Peers[0].MTU {
+				t.Errorf("MaxMTU %d below MTU %d", plan.Peers[0].MaxMTU, plan.Peers[0].MTU)
+			}
+		})
+	}
+}

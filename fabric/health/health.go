@@ -34,8 +34,8 @@ const (
 	DefaultTimeout            = time.Second
 	DefaultMaxProbesPerSecond = 200
 	// DefaultStartGrace is how long misses of a peer new to the plan do
-	// not count: its agent may not know this node yet, nor have its
-	// routes and tunnels in place.
+	// not count until it first answers: its agent may not know this node
+	// yet, nor have its routes and tunnels in place.
 	DefaultStartGrace = 5 * time.Second
 	// DefaultPort is the UDP port probes are sent to; memberlist's default
 	// is 7946, so the next one.
@@ -63,8 +63,11 @@ type Config struct {
 	// Port is the UDP port probes are sent to and answered from.
 	Port int
 	// StartGrace is how long after a peer first appears in the plan its
-	// misses do not count (answers do).
+	// misses do not count, unless it has answered a probe since.
 	StartGrace time.Duration
+	// MTUReprobe is how long a found path MTU is trusted; 0 means
+	// DefaultMTUReprobe.
+	MTUReprobe time.Duration
 }
 
 // DefaultConfig returns the defaults above. Each call returns a new value.

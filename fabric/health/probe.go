@@ -23,7 +23,9 @@ import (
 //	8  name              the sender's node name (printable ASCII)
 //	8+n    seq           uint64, big endian, chosen by the requester; echoed
 //	16+n   sent          int64 Unix nanoseconds of the requester's clock; echoed
-//	24+n   mac           the first 16 bytes of HMAC-SHA256(key, everything before)
+//	24+n   p             uint16, big endian: length of the padding
+//	26+n   padding       p zero bytes: path MTU probes are padded to the size they test
+//	26+n+p mac           the first 16 bytes of HMAC-SHA256(key, everything before)
 //
 // The key is derived from the cluster key (ProbeKey), so only members send
 // probes that are answered, and answers cannot be forged. A replayed
@@ -40,10 +42,17 @@ const (
 	probeMagic   = "WFTH"
 	probeVersion = 1
 	probeMACLen  = 16
-	probeFixed   = 8 + 8 + 8 + probeMACLen // header, seq, sent, mac
-	// MaxProbeLen is the longest probe: a 255-byte name.
-	MaxProbeLen = probeFixed + 255
+	probeFixed   = 8 + 8 + 8 + 2 + probeMACLen // header, seq, sent, padding length, mac
+	// MaxPad is the most padding a probe carries: enough for a 9000-byte
+	// (jumbo) path MTU probe.
+	MaxPad = 9000
+	// MaxProbeLen is the longest probe: a 255-byte name and MaxPad.
+	MaxProbeLen = probeFixed + 255 + MaxPad
 )
+
+// ProbeLen returns the length of the encoding of a probe from a node
+// named name with pad bytes of padding.
+func ProbeLen(name string, pad int) int { return probeFixed + len(name) + pad }
 
 // pathCodes numbers the path kinds on the wire.
 var pathCodes = [...]fabric.PathKind{1: fabric.PathDirect, 2: fabric.PathVXLAN, 3: fabric.PathNative, 4: fabric.PathIPIP, 5: fabric.PathWireGuard}
@@ -55,6 +64,8 @@ type Probe struct {
 	Node string // the sender
 	Seq  uint64
 	Sent time.Time
+	// Pad is the length of the padding (path MTU probes); 0 to MaxPad.
+	Pad int
 }
 
 // ProbeKey derives the probe key from the cluster key and name: HMAC-SHA256
@@ -82,12 +93,17 @@ func AppendProbe(b []byte, p Probe, key []byte) ([]byte, error) {
 	if err := checkName(p.Node); err != nil {
 		return b, err
 	}
+	if p.Pad < 0 || p.Pad > MaxPad {
+		return b, fmt.Errorf("probe padding %d: want 0 to %d", p.Pad, MaxPad)
+	}
 	start := len(b)
 	b = append(b, probeMagic...)
 	b = append(b, probeVersion, byte(p.Type), code, byte(len(p.Node)))
 	b = append(b, p.Node...)
 	b = binary.BigEndian.AppendUint64(b, p.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Sent.UnixNano()))
+	b = binary.BigEndian.AppendUint16(b, uint16(p.Pad))
+	b = append(b, make([]byte, p.Pad)...)
 	m := hmac.New(sha256.New, key)
 	m.Write(b[start:])
 	return append(b, m.Sum(nil)[:probeMACLen]...), nil
@@ -111,8 +127,12 @@ func DecodeProbe(b []byte, key []byte) (Probe, error) {
 		return p, fmt.Errorf("probe version %d: want %d", b[4], probeVersion)
 	}
 	n := int(b[7])
-	if len(b) != probeFixed+n {
-		return p, fmt.Errorf("probe length %d: want %d for a %d-byte name", len(b), probeFixed+n, n)
+	if len(b) < probeFixed+n {
+		return p, fmt.Errorf("probe length %d: want at least %d for a %d-byte name", len(b), probeFixed+n, n)
+	}
+	pad := int(binary.BigEndian.Uint16(b[24+n:]))
+	if len(b) != probeFixed+n+pad {
+		return p, fmt.Errorf("probe length %d: want %d for a %d-byte name and %d bytes of padding", len(b), probeFixed+n+pad, n, pad)
 	}
 	body, mac := b[:len(b)-probeMACLen], b[len(b)-probeMACLen:]
 	m := hmac.New(sha256.New, key)
@@ -134,6 +154,15 @@ func DecodeProbe(b []byte, key []byte) (Probe, error) {
 	}
 	p.Seq = binary.BigEndian.Uint64(b[8+n:])
 	p.Sent = time.Unix(0, int64(binary.BigEndian.Uint64(b[16+n:])))
+	if pad > MaxPad {
+		return p, fmt.Errorf("probe padding %d: want 0 to %d", pad, MaxPad)
+	}
+	for _, c := range b[26+n : 26+n+pad] {
+		if c != 0 {
+			return p, errors.New("probe padding not zero")
+		}
+	}
+	p.Pad = pad
 	return p, nil
 }
 

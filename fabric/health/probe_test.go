@@ -17,6 +17,8 @@ func TestProbeRoundTrip(t *testing.T) {
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Seq: 1, Sent: time.Unix(0, 1)},
 		{Type: ProbeReply, Path: fabric.PathWireGuard, Node: "node-with.a-long_name", Seq: 1<<64 - 1, Sent: time.Unix(1764000000, 123456789)},
 		{Type: ProbeRequest, Path: fabric.PathIPIP, Node: string(make255()), Seq: 7, Sent: time.Unix(5, 0)},
+		{Type: ProbeRequest, Path: fabric.PathVXLAN, Node: "h1", Seq: 8, Sent: time.Unix(5, 0), Pad: 1400},
+		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Seq: 9, Sent: time.Unix(5, 0), Pad: MaxPad},
 	} {
 		b, err := AppendProbe(nil, p, testKey)
 		if err != nil {
@@ -47,11 +49,11 @@ func TestProbeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = "57465448" + "01" + "01" + "02" + "02" + "6831" + "0102030405060708" + "1122334455667788"
+	const want = "57465448" + "01" + "01" + "02" + "02" + "6831" + "0102030405060708" + "1122334455667788" + "0000"
 	if got := hex.EncodeToString(b[:len(b)-probeMACLen]); got != want {
 		t.Errorf("header\n got %s\nwant %s", got, want)
 	}
-	if len(b) != probeFixed+2 {
+	if len(b) != ProbeLen("h1", 0) || len(b) != probeFixed+2 {
 		t.Errorf("length %d, want %d", len(b), probeFixed+2)
 	}
 }
@@ -77,8 +79,10 @@ func TestDecodeProbeErrors(t *testing.T) {
 		{"other magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), testKey, ErrNotProbe.Error()},
 		{"short", good[:10], testKey, ErrNotProbe.Error()},
 		{"version", mod(func(b []byte) []byte { b[4] = 2; return b }), testKey, "probe version 2: want 1"},
-		{"one byte more", append(append([]byte(nil), good...), 0), testKey, "probe length 43: want 42 for a 2-byte name"},
-		{"one byte less", good[:len(good)-1], testKey, "probe length 41: want 42 for a 2-byte name"},
+		{"one byte more", append(append([]byte(nil), good...), 0), testKey, "probe length 45: want 44 for a 2-byte name and 0 bytes of padding"},
+		{"one byte less", good[:len(good)-1], testKey, "probe length 43: want at least 44 for a 2-byte name"},
+		{"padding longer than the packet", mod(func(b []byte) []byte { b[26] = 1; return b }), testKey, "probe length 44: want 300 for a 2-byte name and 256 bytes of padding"},
+		{"padding says 1, none there", mod(func(b []byte) []byte { b[27] = 1; return b }), testKey, "probe length 44: want 45 for a 2-byte name and 1 bytes of padding"},
 		{"other key", good, ProbeKey([]byte("other key......................."), "lab"), ErrBadMAC.Error()},
 		{"other cluster", good, ProbeKey([]byte("0123456789abcdef0123456789abcdef"), "prod"), ErrBadMAC.Error()},
 		{"flipped seq bit", mod(func(b []byte) []byte { b[12] ^= 1; return b }), testKey, ErrBadMAC.Error()},
@@ -107,6 +111,8 @@ func TestAppendProbeErrors(t *testing.T) {
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: ""},
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: string(make([]byte, 256))},
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h\n1"},
+		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Pad: -1},
+		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Pad: MaxPad + 1},
 	} {
 		if b, err := AppendProbe([]byte("x"), p, testKey); err == nil || string(b) != "x" {
 			t.Errorf("AppendProbe(%+v) = %q, %v; want an error and nothing appended", p, b, err)
@@ -121,6 +127,7 @@ func FuzzDecodeProbe(f *testing.F) {
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Seq: 1, Sent: time.Unix(1, 0)},
 		{Type: ProbeReply, Path: fabric.PathVXLAN, Node: "h-2.example", Seq: 1 << 40, Sent: time.Unix(1764000000, 5)},
 		{Type: ProbeReply, Path: fabric.PathWireGuard, Node: string(make255()), Seq: 3},
+		{Type: ProbeRequest, Path: fabric.PathVXLAN, Node: "h1", Seq: 4, Pad: 3},
 	} {
 		b, err := AppendProbe(nil, p, testKey)
 		if err != nil {

@@ -17,12 +17,19 @@ type Target struct {
 	Peer  string
 	Path  fabric.PathKind
 	Route bool
+	// MTU marks a path MTU probe (off-path, padded to the size SentSized
+	// returns, DF set): its outcome feeds the path MTU search, not the
+	// path's state.
+	MTU bool
 }
 
 func (t Target) String() string {
 	how := "off-path"
 	if t.Route {
 		how = "route"
+	}
+	if t.MTU {
+		how = "mtu"
 	}
 	return fmt.Sprintf("%s/%s/%s", t.Peer, t.Path, how)
 }
@@ -43,6 +50,8 @@ type StateChange struct {
 	Path     fabric.PathKind
 	From, To State
 	Reason   string
+	// MTU is set (From == To) when the path MTU found for Path changed.
+	MTU int
 }
 
 // PathChange is the planner moving a peer to another path.
@@ -56,21 +65,27 @@ type PathChange struct {
 
 type peerState struct {
 	first      time.Time // when the peer first appeared in the plan
+	answered   bool      // it has answered a probe
 	active     fabric.PathKind
 	candidates []fabric.PathKind
 	since      time.Time
 	last       *PathChange
 	links      map[fabric.PathKind]*Link
+	maxMTU     int // the active path's MTU before discovery
+	search     *mtuSearch
+	found      map[fabric.PathKind]foundMTU
 }
 
 type pending struct {
 	target Target
 	sent   time.Time
+	size   int // path MTU probes
 }
 
 // Tracker holds the health of every path to every peer of the plan. It is
 // not safe for concurrent use: the caller serialises.
 type Tracker struct {
+	now     time.Time // of the last SetPlan, Expire or Sent: Targets' clock
 	cfg     Config
 	peers   map[string]*peerState
 	seq     uint64
@@ -88,13 +103,14 @@ func NewTracker(cfg Config, seqStart uint64) *Tracker {
 // candidates. Peers not in plans are forgotten, with their paths' states.
 // It returns the peers whose path changed (not their first plan).
 func (t *Tracker) SetPlan(plans []fabric.PeerPlan, now time.Time) []PathChange {
+	t.now = now
 	var out []PathChange
 	seen := make(map[string]bool, len(plans))
 	for _, pp := range plans {
 		seen[pp.Name] = true
 		ps, ok := t.peers[pp.Name]
 		if !ok {
-			ps = &peerState{first: now, active: pp.Path, since: now, links: map[fabric.PathKind]*Link{}}
+			ps = &peerState{first: now, active: pp.Path, since: now, links: map[fabric.PathKind]*Link{}, found: map[fabric.PathKind]foundMTU{}}
 			t.peers[pp.Name] = ps
 		} else if ps.active != pp.Path {
 			c := PathChange{At: now, Peer: pp.Name, From: ps.active, To: pp.Path, Reason: pp.Reason}
@@ -106,6 +122,18 @@ func (t *Tracker) SetPlan(plans []fabric.PeerPlan, now time.Time) []PathChange {
 			if !slices.Contains(ps.candidates, kind) {
 				delete(ps.links, kind)
 			}
+		}
+		maxMTU := pp.MaxMTU
+		if maxMTU == 0 {
+			maxMTU = pp.MTU
+		}
+		if ps.maxMTU != maxMTU {
+			// Another path (or the same with another MTU): search afresh.
+			ps.maxMTU, ps.search = maxMTU, nil
+			delete(ps.found, pp.Path)
+		}
+		if ps.search != nil && ps.search.path != ps.active {
+			ps.search = nil
 		}
 	}
 	for name := range t.peers {
@@ -144,13 +172,38 @@ func (t *Tracker) Targets() []Target {
 				out = append(out, Target{Peer: name, Path: c})
 			}
 		}
+		if tg, ok := t.mtuTarget(name, ps, t.now); ok {
+			out = append(out, tg)
+		}
 	}
 	return out
+}
+
+// SentSized is Sent that also returns the size (the whole IP packet) a path
+// MTU probe must have; 0 for other probes.
+func (t *Tracker) SentSized(target Target, now time.Time) (seq uint64, size int) {
+	seq = t.Sent(target, now)
+	if !target.MTU {
+		return seq, 0
+	}
+	ps := t.peers[target.Peer]
+	if ps == nil || ps.active != target.Path {
+		return seq, 0
+	}
+	if ps.search == nil {
+		ps.search = newMTUSearch(ps.active, ps.maxMTU)
+	}
+	size = ps.search.next()
+	p := t.pending[seq]
+	p.size = size
+	t.pending[seq] = p
+	return seq, size
 }
 
 // Sent records that a probe for target left at now, and returns its
 // sequence number (never 0).
 func (t *Tracker) Sent(target Target, now time.Time) uint64 {
+	t.now = now
 	t.seq++
 	if t.seq == 0 {
 		t.seq++
@@ -168,6 +221,9 @@ func (t *Tracker) Reply(seq uint64, peer string, path fabric.PathKind, now time.
 		return nil
 	}
 	delete(t.pending, seq)
+	if p.target.MTU {
+		return t.mtuObserve(p.target, p.size, true, now)
+	}
 	return t.observe(p.target, true, now.Sub(p.sent), now)
 }
 
@@ -182,6 +238,9 @@ func (t *Tracker) Failed(seq uint64, now time.Time) []StateChange {
 		return nil
 	}
 	delete(t.pending, seq)
+	if p.target.MTU {
+		return t.mtuObserve(p.target, p.size, false, now)
+	}
 	return t.observe(p.target, false, 0, now)
 }
 
@@ -189,6 +248,7 @@ func (t *Tracker) Failed(seq uint64, now time.Time) []StateChange {
 // down path that cannot be probed off its route another try (StateUnknown)
 // once it has been down for HoldDown. Call it on every tick.
 func (t *Tracker) Expire(now time.Time) []StateChange {
+	t.now = now
 	var late []uint64
 	for seq, p := range t.pending {
 		if now.Sub(p.sent) >= t.cfg.Timeout {
@@ -200,6 +260,10 @@ func (t *Tracker) Expire(now time.Time) []StateChange {
 	for _, seq := range late {
 		p := t.pending[seq]
 		delete(t.pending, seq)
+		if p.target.MTU {
+			out = append(out, t.mtuObserve(p.target, p.size, false, now)...)
+			continue
+		}
 		out = append(out, t.observe(p.target, false, 0, now)...)
 	}
 	for _, name := range t.sortedNames() {
@@ -222,7 +286,9 @@ func (t *Tracker) observe(target Target, ok bool, rtt time.Duration, now time.Ti
 	if ps == nil || !slices.Contains(ps.candidates, target.Path) {
 		return nil
 	}
-	if !ok && now.Sub(ps.first) < t.cfg.StartGrace {
+	if ok {
+		ps.answered = true
+	} else if !ps.answered && now.Sub(ps.first) < t.cfg.StartGrace {
 		return nil // a new peer: it may not know this node yet
 	}
 	l := ps.links[target.Path]
@@ -252,10 +318,12 @@ func (t *Tracker) Avoid(peer string) []fabric.PathKind {
 	return out
 }
 
-// AvoidAll sets Avoid on every one of peers from the paths found down.
+// AvoidAll sets Avoid on every one of peers from the paths found down, and
+// PathMTU from the path MTUs found.
 func (t *Tracker) AvoidAll(peers []fabric.Peer) {
 	for i := range peers {
 		peers[i].Avoid = t.Avoid(peers[i].Name)
+		peers[i].PathMTU = t.PathMTUs(peers[i].Name)
 	}
 }
 
@@ -271,6 +339,8 @@ type PathStatus struct {
 	RTT    time.Duration   `json:"rtt"`
 	Loss   float64         `json:"loss"`
 	Probes int             `json:"probes"`
+	// MTU is the path MTU found; 0 when none (yet).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // PeerStatus is the health of a peer's paths as shown by `weft peers`.
@@ -306,6 +376,7 @@ func (t *Tracker) Snapshot() []PeerStatus {
 			if l := ps.links[kind]; l != nil {
 				st = PathStatus{Path: kind, State: l.state(), Since: l.Since, Reason: l.Reason, RTT: l.RTT, Loss: l.Loss(), Probes: l.Probes()}
 			}
+			st.MTU = ps.found[kind].mtu
 			if kind == ps.active {
 				s.State, s.RTT, s.Loss = st.State, st.RTT, st.Loss
 			}

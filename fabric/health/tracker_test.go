@@ -188,4 +188,14 @@ func TestTrackerStartGrace(t *testing.T) {
 	if got := tr.Avoid("h2"); !cmp.Equal(got, []fabric.PathKind{direct}) {
 		t.Fatalf("after the grace: avoid %v, want [direct]", got)
 	}
+	// A peer that has answered once gets no grace.
+	tr.SetPlan([]fabric.PeerPlan{pp("h3", direct, direct, vxlan)}, start)
+	t3 := Target{Peer: "h3", Path: direct, Route: true}
+	tr.Reply(tr.Sent(t3, start), "h3", direct, start)
+	for range 3 {
+		tr.Failed(tr.Sent(t3, start), start)
+	}
+	if got := tr.Avoid("h3"); !cmp.Equal(got, []fabric.PathKind{direct}) {
+		t.Fatalf("answered, then 3 misses within the grace: avoid %v, want [direct]", got)
+	}
 }

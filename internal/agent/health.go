@@ -27,7 +27,8 @@ type Prober interface {
 	SetLocal(probe.Local)
 	// Send sends one probe; it does not block on the network.
 	// probe.ErrNotReady: not sent, and not a miss.
-	Send(t health.Target, seq uint64, sent time.Time) error
+	// size > 0: a path MTU probe of that size; probe.ErrTooBig: refuted.
+	Send(t health.Target, seq uint64, sent time.Time, size int) error
 	// Replies delivers answers; closed when Run returns.
 	Replies() <-chan probe.Reply
 	// Run answers and reads probes until ctx is done.
@@ -177,12 +178,13 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 			changes = h.tr.Expire(now)
 			due := h.sc.Due(now, h.tr.Targets())
 			seqs := make([]uint64, len(due))
+			sizes := make([]int, len(due))
 			for i, t := range due {
-				seqs[i] = h.tr.Sent(t, now)
+				seqs[i], sizes[i] = h.tr.SentSized(t, now)
 			}
 			h.mu.Unlock()
 			for i, t := range due {
-				err := conn.Send(t, seqs[i], now)
+				err := conn.Send(t, seqs[i], now, sizes[i])
 				if err == nil {
 					h.count.sent.Add(1)
 					continue
@@ -210,6 +212,11 @@ func (a *Agent) healthChanged(changes []health.StateChange) {
 	}
 	replan := false
 	for _, c := range changes {
+		if c.MTU > 0 {
+			a.log.Info("path mtu found", "peer", c.Peer, "path", c.Path, "mtu", c.MTU, "reason", c.Reason)
+			replan = true
+			continue
+		}
 		a.log.Info("path state changed", "peer", c.Peer, "path", c.Path, "from", c.From, "to", c.To, "reason", c.Reason)
 		if c.From == health.StateDown || c.To == health.StateDown {
 			replan = true
@@ -226,6 +233,9 @@ func (a *Agent) probeLocal() probe.Local {
 	defer a.mu.Unlock()
 	l := probe.Local{Name: a.cfg.NodeName, UnderlayDev: a.underlay.Interface, VTEPMAC: a.vtepMAC,
 		VNI: a.cfg.VXLAN.VNI, VXLANPort: a.cfg.VXLAN.Port}
+	if a.dp != nil && a.dp.WireGuard().Mode != "" {
+		l.WireGuardDev = a.cfg.WireGuard.Device
+	}
 	if a.claim.Subnet.IsValid() {
 		// The VTEP (or IP-in-IP device) address: the subnet's network address.
 		l.Addr = a.claim.Subnet.Masked().Addr()
@@ -255,7 +265,7 @@ func (a *Agent) peerHealth(p *api.Peer, snap map[string]health.PeerStatus) {
 	}
 	for _, x := range s.Paths {
 		ph.Paths = append(ph.Paths, api.PathHealth{Path: string(x.Path), State: string(x.State), Since: x.Since,
-			Reason: x.Reason, RTTMillis: millis(x.RTT), Loss: x.Loss, Probes: x.Probes})
+			Reason: x.Reason, RTTMillis: millis(x.RTT), Loss: x.Loss, Probes: x.Probes, MTU: x.MTU})
 	}
 	p.Health = ph
 }

@@ -14,6 +14,9 @@ type PathHealth struct {
 	// Loss is the share of the last Probes probes (at most 32) unanswered.
 	Loss   float64 `json:"loss"`
 	Probes int     `json:"probes"`
+	// MTU is the path MTU found for this path by DF probes; 0 when none
+	// (yet, or the path is not probed for it).
+	MTU int `json:"mtu,omitempty"`
 }
 
 // PathChange is a peer moving to another path.

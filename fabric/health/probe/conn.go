@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -23,6 +24,10 @@ import (
 // caller should not count it as a miss.
 var ErrNotReady = errors.New("not ready to probe")
 
+// ErrTooBig says the kernel refused a path MTU probe as larger than the
+// device (or the path it knows) carries: that size is refuted.
+var ErrTooBig = errors.New("probe larger than the path carries")
+
 // Local is this node as the prober needs it.
 type Local struct {
 	Name string
@@ -33,6 +38,9 @@ type Local struct {
 	VTEPMAC     net.HardwareAddr
 	VNI         int
 	VXLANPort   int
+	// WireGuardDev is the WireGuard device; answers to probes that came
+	// over WireGuard go back through it. Empty: none.
+	WireGuardDev string
 }
 
 // Peer is a peer as the prober needs it.
@@ -86,7 +94,9 @@ type Conn struct {
 
 	mu    sync.Mutex
 	local Local
-	route *net.UDPConn // bound to local.Addr
+	// bound holds sockets bound to local.Addr, by the device they are
+	// bound to ("": none, the routing table decides).
+	bound map[string]*net.UDPConn
 }
 
 // Listen opens the prober's sockets in the current network namespace: UDP
@@ -111,6 +121,13 @@ func Listen(cfg Config) (*Conn, error) {
 		c.Close()
 		return nil, fmt.Errorf("open probe socket: %w", err)
 	}
+	// DF on every built VXLAN frame, and no local fragmentation whatever
+	// the kernel's path MTU cache says: a too-big frame must be lost (or
+	// refused here), so that path MTU probes measure the path.
+	if err := setPMTUProbe(c.any); err != nil {
+		c.Close()
+		return nil, err
+	}
 	// Protocol 0: the socket receives nothing; each send names its protocol.
 	if c.packet, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
 		c.Close()
@@ -127,9 +144,11 @@ func Listen(cfg Config) (*Conn, error) {
 func (c *Conn) SetLocal(l Local) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l.Addr != c.local.Addr && c.route != nil {
-		c.route.Close()
-		c.route = nil
+	if l.Addr != c.local.Addr || l.WireGuardDev != c.local.WireGuardDev {
+		for dev, conn := range c.bound {
+			conn.Close()
+			delete(c.bound, dev)
+		}
 	}
 	c.local = l
 }
@@ -138,9 +157,11 @@ func (c *Conn) SetLocal(l Local) {
 // Run returns.
 func (c *Conn) Replies() <-chan Reply { return c.replies }
 
-// Send sends one probe request for target, numbered seq and stamped sent.
-// It does not block on the network. ErrNotReady: see there.
-func (c *Conn) Send(target health.Target, seq uint64, sent time.Time) error {
+// Send sends one probe request for target, numbered seq and stamped sent;
+// with size > 0 (a path MTU probe) padded so that the IP packet carrying it
+// (the inner one for VXLAN) has size bytes, with DF set. It does not block
+// on the network. ErrNotReady, ErrTooBig: see there.
+func (c *Conn) Send(target health.Target, seq uint64, sent time.Time, size int) error {
 	c.sendMu.RLock()
 	defer c.sendMu.RUnlock()
 	if c.closed {
@@ -151,7 +172,11 @@ func (c *Conn) Send(target health.Target, seq uint64, sent time.Time) error {
 	if !ok {
 		return fmt.Errorf("probe %s: %w: unknown peer", target, ErrNotReady)
 	}
-	msg, err := health.AppendProbe(nil, health.Probe{Type: health.ProbeRequest, Path: target.Path, Node: l.Name, Seq: seq, Sent: sent}, c.cfg.Key)
+	pad := 0
+	if size > 0 {
+		pad = max(0, min(health.MaxPad, size-ipv4HeaderLen-udpHeaderLen-health.ProbeLen(l.Name, 0)))
+	}
+	msg, err := health.AppendProbe(nil, health.Probe{Type: health.ProbeRequest, Path: target.Path, Node: l.Name, Seq: seq, Sent: sent, Pad: pad}, c.cfg.Key)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", target, err)
 	}
@@ -184,28 +209,52 @@ func (c *Conn) sendOffPath(kind fabric.PathKind, l Local, p Peer, msg []byte) er
 
 // sendRoute sends msg from the node's subnet address to the peer's through
 // the routing table.
-func (c *Conn) sendRoute(l Local, p Peer, msg []byte) error {
+func (c *Conn) sendRoute(l Local, p Peer, msg []byte) error { return c.sendBound(l, p, "", msg) }
+
+// sendBound sends msg from the node's subnet address to the peer's on a
+// socket bound to dev; "" is the routing table. Bound to a device with no
+// route to the peer, the kernel sends it out of that device as if the peer
+// were on-link (ip_route_output_key_hash_rcu: "Apparently, routing tables
+// are wrong. Assume, that the destination is on link."): on a WireGuard
+// device, the peer whose allowed IPs hold the address gets it, encrypted,
+// whatever the routing table says.
+func (c *Conn) sendBound(l Local, p Peer, dev string, msg []byte) error {
 	if !l.Addr.Is4() || !p.Addr.Is4() {
 		return fmt.Errorf("%w: no IPv4 subnet address (this node %s, peer %s)", ErrNotReady, l.Addr, p.Addr)
 	}
 	c.mu.Lock()
-	conn := c.route
+	conn := c.bound[dev]
 	if conn == nil {
+		lc := net.ListenConfig{}
+		if dev != "" {
+			lc.Control = func(_, _ string, raw syscall.RawConn) error {
+				var serr error
+				if err := raw.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), dev) }); err != nil {
+					return err
+				}
+				return serr
+			}
+		}
 		err := c.cfg.InNS(func() error {
-			var err error
-			conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(l.Addr, 0)))
+			pc, err := lc.ListenPacket(context.Background(), "udp4", netip.AddrPortFrom(l.Addr, 0).String())
+			if err == nil {
+				conn = pc.(*net.UDPConn)
+			}
 			return err
 		})
-		if errors.Is(err, unix.EADDRNOTAVAIL) {
+		if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENODEV) {
 			// The tunnel device with the address is not made yet.
 			c.mu.Unlock()
-			return fmt.Errorf("%w: bind %s: %v", ErrNotReady, l.Addr, err)
+			return fmt.Errorf("%w: bind %s %s: %v", ErrNotReady, l.Addr, dev, err)
 		}
 		if err != nil {
 			c.mu.Unlock()
-			return fmt.Errorf("bind %s: %w", l.Addr, err)
+			return fmt.Errorf("bind %s %s: %w", l.Addr, dev, err)
 		}
-		c.route = conn
+		if c.bound == nil {
+			c.bound = map[string]*net.UDPConn{}
+		}
+		c.bound[dev] = conn
 	}
 	c.mu.Unlock()
 	if _, err := conn.WriteToUDPAddrPort(msg, netip.AddrPortFrom(p.Addr, uint16(c.cfg.Port))); err != nil {
@@ -232,6 +281,9 @@ func (c *Conn) sendDirect(l Local, p Peer, msg []byte) error {
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: link.Attrs().Index, Halen: 6}
 	copy(sa.Addr[:], mac)
 	if err := unix.Sendto(c.packet, pkt, unix.MSG_DONTWAIT, sa); err != nil {
+		if errors.Is(err, unix.EMSGSIZE) {
+			return fmt.Errorf("%w: %d bytes on %s: %v", ErrTooBig, len(pkt), l.UnderlayDev, err)
+		}
 		return fmt.Errorf("send on %s to %s: %w", l.UnderlayDev, mac, err)
 	}
 	return nil
@@ -270,6 +322,9 @@ func (c *Conn) sendVXLAN(l Local, p Peer, msg []byte) error {
 	ip := appendIPv4UDP(nil, l.Addr, p.Addr, uint16(c.cfg.Port), uint16(c.cfg.Port), msg)
 	frame := appendVXLAN(nil, uint32(l.VNI), p.VTEPMAC, l.VTEPMAC, ip)
 	if _, err := c.any.WriteToUDPAddrPort(frame, netip.AddrPortFrom(p.Underlay, uint16(l.VXLANPort))); err != nil {
+		if errors.Is(err, unix.EMSGSIZE) {
+			return fmt.Errorf("%w: inner %d bytes to %s: %v", ErrTooBig, len(ip), p.Underlay, err)
+		}
 		return fmt.Errorf("send vxlan frame to %s:%d: %w", p.Underlay, l.VXLANPort, err)
 	}
 	return nil
@@ -282,7 +337,7 @@ func (c *Conn) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { c.listen.Close() })
 	defer stop()
 	defer c.Close()
-	buf := make([]byte, 2048)
+	buf := make([]byte, 1<<16) // path MTU probes are as large as the path
 	for {
 		n, from, err := c.listen.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -330,8 +385,14 @@ func (c *Conn) answer(p health.Probe) error {
 	if err != nil {
 		return err
 	}
-	if health.OffPath(p.Path) {
+	switch {
+	case health.OffPath(p.Path):
 		return c.sendOffPath(p.Path, l, peer, msg)
+	case p.Path == fabric.PathWireGuard && l.WireGuardDev != "":
+		// Back through the tunnel it came by, even while this node's
+		// route to the peer is another path (the two ends switch paths
+		// at slightly different times).
+		return c.sendBound(l, peer, l.WireGuardDev, msg)
 	}
 	return c.sendRoute(l, peer, msg)
 }
@@ -349,9 +410,9 @@ func (c *Conn) Close() error {
 	if c.any != nil {
 		c.any.Close()
 	}
-	if c.route != nil {
-		c.route.Close()
-		c.route = nil
+	for dev, conn := range c.bound {
+		conn.Close()
+		delete(c.bound, dev)
 	}
 	if c.packet >= 0 {
 		unix.Close(c.packet)
@@ -368,3 +429,22 @@ func (c *Conn) Close() error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// setPMTUProbe sets IP_MTU_DISCOVER to IP_PMTUDISC_PROBE on conn: DF set,
+// the cached path MTU ignored.
+func setPMTUProbe(conn *net.UDPConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("probe socket: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE)
+	}); err != nil {
+		return fmt.Errorf("probe socket: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("set IP_MTU_DISCOVER on the probe socket: %w", serr)
+	}
+	return nil
+}

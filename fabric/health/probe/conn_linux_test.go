@@ -118,7 +118,7 @@ func TestConnPaths(t *testing.T) {
 		seq++
 		deadline := time.Now().Add(2 * time.Second)
 		for {
-			err := a.conn.Send(tg, seq, time.Now())
+			err := a.conn.Send(tg, seq, time.Now(), 0)
 			if err == nil {
 				break
 			}
