@@ -23,6 +23,27 @@ type Link struct {
 	okSince time.Time // first answer of the current run while down; zero: none
 	history uint32    // bit i: the i-th last probe was lost
 	probes  int       // probes observed, up to historyLen
+	// upAt is when the path last came back up; penalty how many times in
+	// a row it went down again soon after (each doubles the hold-down).
+	upAt    time.Time
+	penalty int
+}
+
+// maxPenalty caps the doubling of the hold-down: 2^6 = 64 times.
+const maxPenalty = 6
+
+// maxHoldDown caps the doubled hold-down.
+const maxHoldDown = 10 * time.Minute
+
+// holdDown returns the hold-down this link must answer for: cfg.HoldDown,
+// doubled for each time in a row the path went down again within twice its
+// hold-down of coming back, up to 64 times and 10 minutes (never below
+// cfg.HoldDown). A path that fails only under load, or only for what the
+// probes off its route do not see (a fault in the local tunnel device),
+// so comes back less and less often instead of every hold-down.
+func (l *Link) holdDown(cfg Config) time.Duration {
+	d := cfg.HoldDown << l.penalty
+	return max(cfg.HoldDown, min(d, maxHoldDown))
 }
 
 // Observe records the outcome of one probe at now: answered (ok, after rtt)
@@ -47,8 +68,11 @@ func (l *Link) Observe(ok bool, rtt time.Duration, now time.Time, cfg Config) (f
 			if l.okSince.IsZero() {
 				l.okSince = now
 			}
-			if now.Sub(l.okSince) >= cfg.HoldDown {
-				to, reason = StateUp, fmt.Sprintf("answered every probe for %s", cfg.HoldDown)
+			if hd := l.holdDown(cfg); now.Sub(l.okSince) >= hd {
+				to, reason = StateUp, fmt.Sprintf("answered every probe for %s", hd)
+				if l.penalty > 0 {
+					reason += fmt.Sprintf(" (hold-down doubled %d times: it went down again soon after coming back)", l.penalty)
+				}
 			}
 		}
 	} else {
@@ -56,6 +80,12 @@ func (l *Link) Observe(ok bool, rtt time.Duration, now time.Time, cfg Config) (f
 		l.okSince = time.Time{}
 		if from != StateDown && l.misses >= cfg.Misses {
 			to, reason = StateDown, fmt.Sprintf("%d probes in a row unanswered", l.misses)
+			switch {
+			case !l.upAt.IsZero() && now.Sub(l.upAt) < 2*l.holdDown(cfg):
+				l.penalty = min(l.penalty+1, maxPenalty)
+			default:
+				l.penalty = 0
+			}
 		}
 	}
 	if to == from {
@@ -64,6 +94,9 @@ func (l *Link) Observe(ok bool, rtt time.Duration, now time.Time, cfg Config) (f
 	l.State, l.Since, l.Reason = to, now, reason
 	if to == StateUp {
 		l.okSince = time.Time{}
+		if from == StateDown {
+			l.upAt = now
+		}
 	}
 	return from, true
 }
@@ -71,7 +104,7 @@ func (l *Link) Observe(ok bool, rtt time.Duration, now time.Time, cfg Config) (f
 // Reset puts l back in StateUnknown at now, for reason (a path that cannot
 // be probed off its route gets retried this way).
 func (l *Link) Reset(now time.Time, reason string) {
-	*l = Link{State: StateUnknown, Since: now, Reason: reason}
+	*l = Link{State: StateUnknown, Since: now, Reason: reason, upAt: now, penalty: l.penalty}
 }
 
 // Loss returns the share of the last probes (up to 32) that went

@@ -102,3 +102,56 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestLinkDampening: a path that goes down again soon after each return
+// waits twice as long each time; one that stays up for a while is
+// forgiven.
+func TestLinkDampening(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Misses, cfg.HoldDown = 1, 10*time.Second
+	var l Link
+	now := time.Unix(0, 0)
+	step := func(ok bool, d time.Duration) {
+		now = now.Add(d)
+		l.Observe(ok, time.Millisecond, now, cfg)
+	}
+	// upAfter answers every second until the link is up and returns how
+	// long that took.
+	upAfter := func() time.Duration {
+		start := now
+		for l.state() != StateUp {
+			step(true, time.Second)
+		}
+		return now.Sub(start)
+	}
+	step(false, time.Second) // down
+	var waits []time.Duration
+	for range 4 {
+		waits = append(waits, upAfter())
+		step(false, time.Second) // down again 1 s after coming back
+	}
+	want := []time.Duration{11 * time.Second, 21 * time.Second, 41 * time.Second, 81 * time.Second}
+	if !cmp.Equal(waits, want) {
+		t.Errorf("waits %v, want %v (the first answer starts the hold-down)", waits, want)
+	}
+	// Back up, then stays up well past twice its hold-down: forgiven.
+	upAfter()
+	for range 400 {
+		step(true, time.Second)
+	}
+	step(false, time.Second)
+	if got := upAfter(); got != 11*time.Second {
+		t.Errorf("after a long good spell: up after %v, want 11s", got)
+	}
+	// The cap.
+	for range 20 {
+		upAfter()
+		step(false, time.Second)
+	}
+	if got := l.holdDown(cfg); got != 10*time.Second<<maxPenalty && got != maxHoldDown {
+		t.Errorf("capped hold-down %v", got)
+	}
+	if got := l.holdDown(cfg); got > maxHoldDown {
+		t.Errorf("hold-down %v beyond the cap %v", got, maxHoldDown)
+	}
+}

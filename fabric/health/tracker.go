@@ -246,7 +246,8 @@ func (t *Tracker) Failed(seq uint64, now time.Time) []StateChange {
 
 // Expire counts every probe older than the timeout as missed, and gives a
 // down path that cannot be probed off its route another try (StateUnknown)
-// once it has been down for HoldDown. Call it on every tick.
+// once it has been down for its hold-down (doubled each time such a try
+// fails soon). Call it on every tick.
 func (t *Tracker) Expire(now time.Time) []StateChange {
 	t.now = now
 	var late []uint64
@@ -270,10 +271,10 @@ func (t *Tracker) Expire(now time.Time) []StateChange {
 		ps := t.peers[name]
 		for _, kind := range ps.candidates {
 			l := ps.links[kind]
-			if l == nil || l.State != StateDown || OffPath(kind) || kind == ps.active || now.Sub(l.Since) < t.cfg.HoldDown {
+			if l == nil || l.State != StateDown || OffPath(kind) || kind == ps.active || now.Sub(l.Since) < l.holdDown(t.cfg) {
 				continue
 			}
-			reason := fmt.Sprintf("retried after %s: cannot be probed off its route", t.cfg.HoldDown)
+			reason := fmt.Sprintf("retried after %s: cannot be probed off its route", l.holdDown(t.cfg))
 			l.Reset(now, reason)
 			out = append(out, StateChange{At: now, Peer: name, Path: kind, From: StateDown, To: StateUnknown, Reason: reason})
 		}
