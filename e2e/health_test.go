@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -28,6 +30,8 @@ func newHealthLab(t *testing.T, topo netlab.Topology) (*lab.Cluster, map[string]
 	c := newCluster(t, topo, map[string]any{
 		"resyncPeriod": "5s",
 		"health":       map[string]any{"holdDown": healthHoldDown.String()},
+		// Each host is its own namespace: one port, many listeners.
+		"metrics": map[string]any{"listen": "0.0.0.0:9587"},
 	})
 	l := c.Lab()
 	hosts := l.Hosts()
@@ -205,6 +209,18 @@ func TestHealthDirectToOverlay(t *testing.T) {
 	if !lab.Ping(context.Background(), l, ws["a2"].Name, ws["a1"].Addr, 3) {
 		t.Errorf("w2 cannot ping w1 over the overlay")
 	}
+	// The metrics listener says the same.
+	m := scrape(t, l, "a1")
+	for _, want := range []string{
+		`weft_health_peers{path="vxlan"} 1`,
+		`weft_health_peer_up{path="vxlan",peer="a2"} 1`,
+		`weft_health_paths{path="direct",state="down"} 1`,
+		`weft_health_path_changes_total 2`, // none -> direct at start, direct -> vxlan
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("a1's metrics lack %q:\n%s", want, grepLines(m, "weft_health_"))
+		}
+	}
 
 	nft(t, l, "sw", "delete table bridge weftdrop\n")
 	back := waitPaths(t, c, "a1", "a2", "direct", 30*time.Second+healthHoldDown)
@@ -355,4 +371,48 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// scrape fetches node's /metrics from inside its namespace. The
+// connection is dialled on the namespace's thread (an http.Client would
+// dial on another goroutine, outside it).
+func scrape(t *testing.T, l *netlab.Lab, node string) string {
+	t.Helper()
+	var conn net.Conn
+	err := l.Do(node, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp", netip.AddrPortFrom(l.HostAddr(node), 9587).String(), 5*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("scrape %s: %v", node, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req, _ := http.NewRequest("GET", "http://metrics/metrics", nil)
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		t.Fatalf("scrape %s: %v", node, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", node, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s %v", node, resp.Status, err)
+	}
+	return string(body)
+}
+
+// grepLines returns the lines of s that start with prefix.
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
