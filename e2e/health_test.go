@@ -416,3 +416,38 @@ func grepLines(s, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestHealthLocalFault: a1's own VXLAN sending is broken: an nftables rule
+// flips a byte of every probe a1 sends through weft.vxlan (the inner
+// packet, before encapsulation), while the network is fine and a1's
+// hand-built VXLAN frames, which bypass the device, arrive. a1 falls back
+// to WireGuard, comes back on the hand-built probes, fails again through
+// the device, and the encapsulation self-test reports it in status and
+// turns tx checksum offload off on weft.vxlan (which cannot cure this
+// fault; status says what it did).
+func TestHealthLocalFault(t *testing.T) {
+	c, ws := newHealthLab(t, twoSegments(1, 1))
+	l := c.Lab()
+	waitPaths(t, c, "a1", "b1", "vxlan", 30*time.Second)
+	waitUp(t, c, "a1", "b1")
+	// Byte 17 of the UDP payload: the last byte of the probe's sequence
+	// number, which the probe's MAC covers.
+	nft(t, l, "a1", "table inet weftcorrupt {\n chain out {\n  type filter hook output priority 0;\n  oifname \"weft.vxlan\" udp dport 7947 @th,200,8 set 0xff\n }\n}\n")
+	took := poll(t, 60*time.Second, "self-test finding in a1's status", func() (bool, string) {
+		s := status(t, c, "a1")
+		for _, p := range s.Problems {
+			if strings.Contains(p, "encapsulation self-test: vxlan to b1") && strings.Contains(p, "turned tx checksum offload off on weft.vxlan") {
+				return true, p
+			}
+		}
+		return false, strings.Join(s.Problems, "; ")
+	})
+	t.Logf("self-test found it %s after the fault began: %s", took.Round(10*time.Millisecond), strings.Join(status(t, c, "a1").Problems, "; "))
+	if p, why := pathOf(t, c, "a1", "b1"); p != "wireguard" && p != "vxlan" {
+		t.Errorf("a1 -> b1 on %s (%s)", p, why)
+	}
+	// Workload traffic (not the probes) was never touched: it flows.
+	if !lab.Ping(context.Background(), l, ws["a1"].Name, ws["b1"].Addr, 3) {
+		t.Errorf("w1 cannot ping w2")
+	}
+}

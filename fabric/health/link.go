@@ -27,6 +27,9 @@ type Link struct {
 	// a row it went down again soon after (each doubles the hold-down).
 	upAt    time.Time
 	penalty int
+	// upOffRoute: the last change to up came from a probe off the
+	// path's route (built by hand), not through the routing table.
+	upOffRoute bool
 }
 
 // maxPenalty caps the doubling of the hold-down: 2^6 = 64 times.

@@ -180,3 +180,51 @@ func TestSimulationLocalFaultDamped(t *testing.T) {
 	}
 	t.Logf("h3: %d changes: %s", len(h3), describe(h3, start))
 }
+
+// TestSimulationLocalFaultFound: the same local fault is reported as one
+// (StateChange.LocalFault) when the path fails on route probes right after
+// hand-built probes brought it back; a plain outage is not.
+func TestSimulationLocalFaultFound(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.StartGrace = 0
+	for _, tt := range []struct {
+		name  string
+		route bool // only route probes fail; else every probe does
+		want  bool
+	}{
+		{"local fault", true, true},
+		{"outage", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := NewTracker(cfg, 0)
+			now := time.Unix(0, 0)
+			tr.SetPlan([]fabric.PeerPlan{pp("h3", vxlan, vxlan, wg)}, now)
+			found := false
+			// Probe vxlan through the route while it is active, off it
+			// while on WireGuard, once a second, with the planner's move.
+			for i := 0; i < 120; i++ {
+				now = now.Add(time.Second)
+				active := vxlan
+				if len(tr.Avoid("h3")) > 0 {
+					active = wg
+				}
+				tr.SetPlan([]fabric.PeerPlan{pp("h3", active, vxlan, wg)}, now)
+				tg := Target{Peer: "h3", Path: vxlan, Route: active == vxlan}
+				ok := i < 3 || (tt.route && !tg.Route)
+				seq := tr.Sent(tg, now)
+				var cs []StateChange
+				if ok {
+					cs = tr.Reply(seq, "h3", vxlan, now)
+				} else {
+					cs = tr.Failed(seq, now)
+				}
+				for _, c := range cs {
+					found = found || c.LocalFault
+				}
+			}
+			if found != tt.want {
+				t.Errorf("local fault reported: %v, want %v", found, tt.want)
+			}
+		})
+	}
+}

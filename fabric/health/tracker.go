@@ -52,6 +52,11 @@ type StateChange struct {
 	Reason   string
 	// MTU is set (From == To) when the path MTU found for Path changed.
 	MTU int
+	// LocalFault is set on a change to down when Path had just come back
+	// up on probes built by hand (off its route) and then failed on probes
+	// through the routing table: the network carries the path, this
+	// node's own device (say a checksum offload) does not.
+	LocalFault bool
 }
 
 // PathChange is the planner moving a peer to another path.
@@ -297,11 +302,25 @@ func (t *Tracker) observe(target Target, ok bool, rtt time.Duration, now time.Ti
 		l = &Link{}
 		ps.links[target.Path] = l
 	}
+	penalty := l.penalty
 	from, changed := l.Observe(ok, rtt, now, t.cfg)
 	if !changed {
 		return nil
 	}
-	return []StateChange{{At: now, Peer: target.Peer, Path: target.Path, From: from, To: l.State, Reason: l.Reason}}
+	c := StateChange{At: now, Peer: target.Peer, Path: target.Path, From: from, To: l.State, Reason: l.Reason}
+	switch {
+	case l.State == StateUp:
+		// Remember how it came back: off its route, or through it.
+		l.upOffRoute = !target.Route
+	case l.State == StateDown && target.Route && l.upOffRoute && l.penalty > penalty:
+		// Probes built by hand brought it back, and the first probes
+		// through the routing table took it down again soon after: the
+		// network carries the path's packets, this node's own device does
+		// not send them intact (the encapsulation self-test's finding).
+		c.LocalFault = true
+		c.Reason += "; packets through the routing table are lost while hand-built ones arrive: a fault in this node's own " + string(target.Path) + " sending"
+	}
+	return []StateChange{c}
 }
 
 // Avoid returns the paths to peer that are down, in candidate order.

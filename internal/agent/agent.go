@@ -98,6 +98,8 @@ type Agent struct {
 	health *pathHealth
 	// openProber opens the prober of path health.
 	openProber func(probe.Config) (Prober, error)
+	// setTxCsum replaces setTxChecksum in tests; nil: the real ioctl.
+	setTxCsum func(dev string, on bool) error
 }
 
 // New checks what can be checked before start: the cluster key and the underlay.

@@ -47,6 +47,7 @@ type pathHealth struct {
 	mtu   map[string]int
 
 	count healthCounters
+	self  selfTest
 }
 
 func newPathHealth(cfg health.Config) *pathHealth {
@@ -212,6 +213,9 @@ func (a *Agent) healthChanged(changes []health.StateChange) {
 	}
 	replan := false
 	for _, c := range changes {
+		if c.LocalFault {
+			a.localFault(c)
+		}
 		if c.MTU > 0 {
 			a.log.Info("path mtu found", "peer", c.Peer, "path", c.Path, "mtu", c.MTU, "reason", c.Reason)
 			replan = true
@@ -298,7 +302,7 @@ func (a *Agent) healthProblems() []string {
 	if snap == nil {
 		return nil
 	}
-	var out []string
+	out := a.selfTestProblems(snap)
 	more := 0
 	for _, name := range slices.Sorted(maps.Keys(snap)) {
 		s := snap[name]
