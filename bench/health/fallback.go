@@ -249,8 +249,10 @@ func runFallback(ctx context.Context, sc scenario, healthOn bool, runs int, bina
 		log.Info("run", "scenario", sc.name, "health", healthOn, "run", run, "path_ms", r.PathMillis, "traffic_ms", r.TrafficMillis,
 			"back_ms", r.BackMillis, "foreign_cores", fmt.Sprintf("%.2f", r.Foreign))
 		out = append(out, r)
-		// Let the pair settle (and any hold-down pass) before the next run.
-		if err := wait(ctx, nil, 3*time.Second); err != nil {
+		// Let the pair settle before the next run. A break within twice the
+		// hold-down of the path's return counts as flapping and doubles the
+		// next hold-down: -settle 25s (> 2 x 10 s) measures each run afresh.
+		if err := wait(ctx, nil, o.settle); err != nil {
 			return out, err
 		}
 	}

@@ -34,6 +34,7 @@ type options struct {
 	quiet     float64
 	quietWait time.Duration
 	limit     time.Duration
+	settle    time.Duration
 }
 
 // Machine describes where and how the numbers were measured.
@@ -79,6 +80,7 @@ func run() error {
 	dur := flag.Duration("duration", 10*time.Second, "load: how long each size is measured (after one probe interval of warm-up)")
 	runs := flag.Int("runs", 3, "fallback: break-and-heal runs per scenario")
 	limit := flag.Duration("limit", 20*time.Second, "fallback: give up waiting for the fallback after this")
+	settle := flag.Duration("settle", 25*time.Second, "fallback: pause between runs; under twice the hold-down (2 x 10 s), the next break counts as flapping and its return waits a doubled hold-down")
 	baseline := flag.Bool("baseline", true, "fallback: also run each scenario once with health off")
 	quiet := flag.Float64("quiet", 0.3, "wait before each measurement until other processes use fewer cores than this; mark it noisy otherwise")
 	quietWait := flag.Duration("quiet-wait", 2*time.Minute, "longest wait for a quiet machine")
@@ -88,7 +90,7 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := options{quiet: *quiet, quietWait: *quietWait, limit: *limit}
+	o := options{quiet: *quiet, quietWait: *quietWait, limit: *limit, settle: *settle}
 	out := struct {
 		Machine  Machine          `json:"machine"`
 		Load     []LoadResult     `json:"load,omitempty"`
