@@ -130,6 +130,13 @@ type Peer struct {
 	WireGuardKey  []byte
 	WireGuardPort int
 	BehindNAT     bool
+	// Avoid lists the paths that path health found down for this peer:
+	// the planner takes the first allowed path not in it (see
+	// PeerPlan.Candidates). Empty: the cheapest allowed path.
+	Avoid []PathKind
+	// PathMTU holds path MTUs that path health found, by path: the
+	// peer's routes get the smaller of it and the path's own MTU.
+	PathMTU map[PathKind]int
 }
 
 // Plan is the desired data plane of one node: pure data, compared with the
@@ -210,6 +217,13 @@ type PeerPlan struct {
 	Via     netip.Addr     // next hop (underlay address, or VTEP address for VXLAN)
 	Remote  netip.Addr     // the peer underlay address packets are sent to
 	MTU     int            // MTU of the path for workload packets
+	// Candidates are the paths allowed for this peer, cheapest first (the
+	// fallback order); empty with PathNone. Path is the first of them not
+	// in Peer.Avoid.
+	Candidates []PathKind
+	// MaxMTU is the path's own MTU (from the devices), before a path MTU
+	// found by path health lowers MTU.
+	MaxMTU int
 }
 
 // Route is one route. A zero Via with Blackhole false is a device route.

@@ -77,6 +77,12 @@ const (
 //     node to have a subnet and the peer a 6-byte VTEP MAC not used by this
 //     node or by a VXLAN peer earlier by name; else PathNone.
 //
+// Rules 4 to 6 give the paths allowed for the peer, cheapest first
+// (PeerPlan.Candidates, plan_fallback.go): direct or native, the overlay, then
+// WireGuard where both nodes have it (a fallback, never a first choice, and
+// never from an encrypted path to a plaintext one). The first candidate not
+// in Peer.Avoid is taken; when every one is avoided, the first.
+//
 // Direct: a route per peer subnet via Remote on local.UnderlayDev, MTU
 // local.UnderlayMTU. VXLAN (flannel's layout): the peer's VTEP address is the
 // network address of its first subnet; a route per peer subnet via it, onlink,
@@ -226,93 +232,23 @@ func Compute(local Local, peers []Peer, opts Options) Plan {
 		case opts.Encryption == EncryptionCrossRegion && crossRegion:
 			encReason = reasonEncryptRegion
 		}
-		if encReason != "" {
-			// Never a plaintext fallback: WireGuard or nothing.
-			switch {
-			case plan.WireGuard == nil:
-				pp.Path, pp.Reason = PathNone, encReason+"; "+reasonLocalNoWG
-			case len(p.WireGuardKey) != wgKeyLen || p.WireGuardPort < 1 || p.WireGuardPort > 65535:
-				pp.Path, pp.Reason = PathNone, encReason+"; "+reasonPeerNoWG
-			default:
-				wireGuardPath(&plan, pp, local, p, remote, encReason, opts)
-			}
+		cands, noneReason := peerCandidates(&plan, local, p, opts, onLink, encReason, own, usedMACs)
+		if len(cands) == 0 {
+			pp.Path, pp.Reason = PathNone, noneReason
 			continue
 		}
-		overlayReason := reasonOverlayAlways
-		switch opts.OverlayMode {
-		case OverlayNever, OverlayCrossSubnet:
-			if onLink {
-				pp.Path, pp.Reason = PathDirect, reasonSameSegment
-				pp.Dev, pp.Via, pp.MTU = local.UnderlayDev, remote, local.UnderlayMTU
-				for _, s := range p.Subnets {
-					plan.Routes = append(plan.Routes, Route{Dst: s, Via: remote, Dev: local.UnderlayDev})
-				}
-				continue
-			}
-			if nativeReady(local, p.Subnets) {
-				// The VPC's route table carries the peer's subnet to its
-				// instance: hand the packets to the VPC router as they are.
-				pp.Path, pp.Reason = PathNative, reasonNative
-				pp.Dev, pp.Via, pp.MTU = local.UnderlayDev, local.Gateway, local.UnderlayMTU
-				for _, s := range p.Subnets {
-					plan.Routes = append(plan.Routes, Route{Dst: s, Via: local.Gateway, Dev: local.UnderlayDev})
-				}
-				continue
-			}
-			if opts.OverlayMode == OverlayNever {
-				pp.Path, pp.Reason = PathNone, reasonNeverOffLink
-				continue
-			}
-			overlayReason = reasonOtherSegment
-
+		pp.Candidates = make([]PathKind, len(cands))
+		for k, c := range cands {
+			pp.Candidates[k] = c.kind
 		}
-		if opts.Overlay == OverlayIPIP {
-			switch {
-			case plan.IPIP == nil && len(own) == 0:
-				pp.Path, pp.Reason = PathNone, reasonLocalNoSubnet
-			case plan.IPIP == nil:
-				pp.Path, pp.Reason = PathNone, reasonIPIPv6
-			default:
-				// Calico's layout: a route per peer subnet via the peer's
-				// underlay address, onlink, on the tunnel device; the
-				// device (or the user-space driver) encapsulates to the
-				// next hop.
-				pp.Path, pp.Reason = PathIPIP, overlayReason
-				pp.Dev, pp.Via, pp.MTU = plan.IPIP.Name, remote, plan.IPIP.MTU
-				for _, s := range p.Subnets {
-					plan.Routes = append(plan.Routes, Route{Dst: s, Via: remote, Dev: plan.IPIP.Name, OnLink: true})
-				}
-				plan.IPIPPeers = append(plan.IPIPPeers, IPIPPeer{Name: p.Name, Remote: remote, Subnets: slices.Clone(p.Subnets)})
-			}
-			continue
+		pick := pickCandidate(cands, p.Avoid)
+		emitPath(&plan, pp, local, p, remote, pick, opts, usedMACs)
+		if pick.kind != PathWireGuard && slices.Contains(pp.Candidates, PathWireGuard) {
+			// WireGuard is this pair's fallback: keep the peer configured
+			// (no route), so that whichever end falls back first finds the
+			// other ready to answer its handshake.
+			wireGuardPeer(&plan, local, p, remote, opts)
 		}
-		switch {
-		case plan.VXLAN == nil:
-			pp.Path, pp.Reason = PathNone, reasonLocalNoSubnet
-			continue
-		case len(p.VTEPMAC) != macLen:
-			pp.Path, pp.Reason = PathNone, reasonNoVTEPMAC
-			continue
-		}
-		mac := [macLen]byte(p.VTEPMAC)
-		if other, ok := usedMACs[mac]; ok {
-			pp.Path, pp.Reason = PathNone, fmt.Sprintf("VTEP MAC %s also used by %s", p.VTEPMAC, other)
-			continue
-		}
-		usedMACs[mac] = "peer " + p.Name
-		// flannel's layout: the peer's VTEP address is the network address
-		// of its first subnet; the onlink route makes the kernel resolve it
-		// on the VXLAN device without a connected route, the static
-		// neighbour entry gives its MAC, the FDB entry the underlay address
-		// behind that MAC (learning is off: nothing is flooded).
-		vtep := p.Subnets[0].Addr()
-		pp.Path, pp.Reason = PathVXLAN, overlayReason
-		pp.Dev, pp.Via, pp.MTU = opts.VXLANDevice, vtep, mtuLess(local.UnderlayMTU, vxlanOverhead)
-		for _, s := range p.Subnets {
-			plan.Routes = append(plan.Routes, Route{Dst: s, Via: vtep, Dev: opts.VXLANDevice, OnLink: true})
-		}
-		plan.Neighbors = append(plan.Neighbors, Neighbor{Dev: opts.VXLANDevice, IP: vtep, MAC: slices.Clone(p.VTEPMAC)})
-		plan.FDB = append(plan.FDB, FDBEntry{Dev: opts.VXLANDevice, MAC: slices.Clone(p.VTEPMAC), Dst: remote})
 	}
 
 	slices.SortFunc(plan.Routes, compareRoutes)
@@ -385,22 +321,31 @@ func wireGuardPath(plan *Plan, pp *PeerPlan, local Local, p *Peer, remote netip.
 	dev := plan.WireGuard
 	pp.Path, pp.Reason = PathWireGuard, reason
 	pp.Dev, pp.Via, pp.MTU = dev.Name, netip.Addr{}, dev.MTU
+	if at := wireGuardPeer(plan, local, p, remote, opts); at.IsValid() {
+		pp.Remote = at
+	}
+	for _, s := range p.Subnets {
+		plan.Routes = append(plan.Routes, Route{Dst: s, Dev: dev.Name})
+	}
+}
+
+// wireGuardPeer adds p as a WireGuard peer of plan and returns its
+// endpoint address (invalid for a peer behind NAT).
+func wireGuardPeer(plan *Plan, local Local, p *Peer, remote netip.Addr, opts Options) netip.Addr {
 	peer := WireGuardPeer{Name: p.Name, PublicKey: slices.Clone(p.WireGuardKey), AllowedIPs: slices.Clone(p.Subnets)}
+	var at netip.Addr
 	if !p.BehindNAT {
-		at := remote
+		at = remote
 		if p.Public.IsValid() {
 			at = p.Public.Unmap()
 		}
 		peer.Endpoint = netip.AddrPortFrom(at, uint16(p.WireGuardPort))
-		pp.Remote = at
 	}
 	if local.BehindNAT {
 		peer.Keepalive = opts.WireGuardKeepalive
 	}
 	plan.WireGuardPeers = append(plan.WireGuardPeers, peer)
-	for _, s := range p.Subnets {
-		plan.Routes = append(plan.Routes, Route{Dst: s, Dev: dev.Name})
-	}
+	return at
 }
 
 // mtuLess returns mtu less overhead, or 0 (the device's own) when mtu is

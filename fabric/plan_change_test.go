@@ -30,9 +30,9 @@ func TestComputeFields(t *testing.T) {
 	want := Plan{
 		Peers: []PeerPlan{
 			{Name: "h2", Path: PathDirect, Reason: "same L2 segment", Subnets: []netip.Prefix{p("10.244.2.0/24")},
-				Dev: "eth0", Via: a("198.18.1.3"), Remote: a("198.18.1.3"), MTU: 9000},
+				Dev: "eth0", Via: a("198.18.1.3"), Remote: a("198.18.1.3"), MTU: 9000, Candidates: []PathKind{PathDirect, PathVXLAN}, MaxMTU: 9000},
 			{Name: "h3", Path: PathVXLAN, Reason: "different L2 segment", Subnets: []netip.Prefix{p("10.244.3.0/24"), p("10.244.30.0/24")},
-				Dev: "weft.vxlan", Via: a("10.244.3.0"), Remote: a("198.18.2.2"), MTU: 8950},
+				Dev: "weft.vxlan", Via: a("10.244.3.0"), Remote: a("198.18.2.2"), MTU: 8950, Candidates: []PathKind{PathVXLAN}, MaxMTU: 8950},
 			{Name: "h4", Path: PathNone, Reason: "other cloud or region (encryption cross-region); needs WireGuard, which is off on this node; never plaintext",
 				Subnets: []netip.Prefix{p("10.244.4.0/24")}, Remote: a("198.19.1.2")},
 		},

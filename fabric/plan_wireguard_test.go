@@ -71,6 +71,8 @@ func TestComputeWireGuard(t *testing.T) {
 			},
 			wantWG: []string{
 				"weft.wg listen-port 51820 mtu 1420",
+				// h2's fallback: configured, no route.
+				"peer h2 " + k(2) + " endpoint 198.18.1.3:51820 allowed-ips 10.244.2.0/24",
 				"peer h4 " + k(4) + " endpoint 198.19.1.2:51820 allowed-ips 10.244.4.0/24",
 			},
 			wantRoutes: []string{"blackhole 10.244.1.0/24 proto 87", "10.244.2.0/24 via 198.18.1.3 dev eth0 proto 87", "10.244.4.0/24 dev weft.wg proto 87"},

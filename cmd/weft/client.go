@@ -120,7 +120,7 @@ func locationString(parts ...string) string {
 func peersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "peers",
-		Usage: "list the hosts this host knows: underlay address, location, subnet, state and path",
+		Usage: "list the hosts this host knows: underlay address, location, subnet, state, path and its health (state, RTT, loss, MTU, since when, last change and why)",
 		Flags: []cli.Flag{runDirFlag, outputFlag},
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c)
@@ -140,9 +140,12 @@ func peersCommand() *cli.Command {
 }
 
 // printPeers renders the peers table; the local node is marked with '*'.
+// The health columns (state of the path in use, its RTT and loss, the
+// path's MTU, since when the peer is on it, and the last change of path
+// with its reason) show "-" when path health is off.
 func printPeers(w io.Writer, peers []api.Peer, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tUNDERLAY\tLOCATION\tSUBNET\tSTATE\tSINCE\tPATH")
+	fmt.Fprintln(tw, "NAME\tUNDERLAY\tLOCATION\tSUBNET\tSTATE\tSINCE\tPATH\tHEALTH\tRTT\tLOSS\tMTU\tON PATH\tLAST CHANGE")
 	for _, p := range peers {
 		name := p.Name
 		if p.Local {
@@ -166,9 +169,24 @@ func printPeers(w io.Writer, peers []api.Peer, now time.Time) error {
 		case path == "":
 			path = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, under,
+		state, rtt, loss, mtu, onPath, last := "-", "-", "-", "-", "-", "-"
+		if p.MTU > 0 {
+			mtu = fmt.Sprint(p.MTU)
+		}
+		if h := p.Health; h != nil {
+			state = h.State
+			if h.RTTMillis > 0 {
+				rtt = fmt.Sprintf("%.2fms", h.RTTMillis)
+			}
+			loss = fmt.Sprintf("%.0f%%", h.Loss*100)
+			onPath = ago(now, h.PathSince)
+			if c := h.LastChange; c != nil {
+				last = fmt.Sprintf("%s ago %s->%s (%s)", ago(now, c.At), c.From, c.To, c.Reason)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, under,
 			locationString(p.Location.Cloud, p.Location.Region, p.Location.Zone),
-			subnet, p.State, ago(now, p.Since), path)
+			subnet, p.State, ago(now, p.Since), path, state, rtt, loss, mtu, onPath, last)
 	}
 	return tw.Flush()
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/fabric"
+	"github.com/weft-net/weft/fabric/health/probe"
 	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/internal/config"
@@ -70,6 +71,9 @@ type Options struct {
 	// Policy puts the policy ruleset into the kernel (NewKernelPolicy);
 	// nil enforces no policy (the store and the policy API still work).
 	Policy PolicyApplier
+	// OpenProber opens the prober of path health; nil means the real one
+	// (fabric/health/probe). Path health runs only with a data plane.
+	OpenProber func(probe.Config) (Prober, error)
 }
 
 // Agent is one running weft agent. Create it with New, run it with Run.
@@ -114,6 +118,13 @@ type Agent struct {
 	// location is the configured one, completed by cloud discovery.
 	location gossip.Location
 	cloud    cloudState
+
+	// health is path health; nil when off (config, or no data plane).
+	health *pathHealth
+	// openProber opens the prober of path health.
+	openProber func(probe.Config) (Prober, error)
+	// setTxCsum replaces setTxChecksum in tests; nil: the real ioctl.
+	setTxCsum func(dev string, on bool) error
 }
 
 // New checks what can be checked before start: the cluster key and the underlay.
@@ -159,6 +170,13 @@ func New(o Options) (*Agent, error) {
 	}
 	if cfg.WireGuard.BehindNAT {
 		a.caps |= gossip.CapBehindNAT
+	}
+	if o.DataPlane != nil && cfg.Health.Enabled {
+		a.health = newPathHealth(cfg.HealthConfig())
+		a.openProber = o.OpenProber
+		if a.openProber == nil {
+			a.openProber = openProber
+		}
 	}
 	if !cfg.Insecure {
 		k, err := gossip.LoadKeyFile(cfg.ClusterKeyFile)
@@ -269,6 +287,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if addr := a.cfg.Metrics.Listen; addr != "" {
+		if err := a.serveMetrics(ctx, addr); err != nil {
+			return err
+		}
+	}
 	joined := make(chan struct{})
 	go func() {
 		defer close(joined)
@@ -308,6 +331,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Policy too waits for the cluster: the ruleset a restarted agent left
 	// stays in force until the store is known.
 	go a.pe.run(ctx)
+	if a.health != nil {
+		go a.runHealth(ctx, a.openProber)
+	}
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()

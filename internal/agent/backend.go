@@ -80,6 +80,7 @@ func (b *backend) Status() api.Status {
 		s.DataPlane = "off"
 	}
 	a.policyStatus(&s)
+	s.Problems = append(s.Problems, a.healthProblems()...)
 	if s.MembersDead > 0 {
 		s.Problems = append(s.Problems, fmt.Sprintf("members: %d dead", s.MembersDead))
 	}
@@ -110,6 +111,7 @@ func (b *backend) Peers() []api.Peer {
 			}
 		}
 	}
+	snap := a.healthSnapshot()
 	out := make([]api.Peer, 0, len(members))
 	for _, m := range members {
 		p := api.Peer{
@@ -131,6 +133,7 @@ func (b *backend) Peers() []api.Peer {
 				p.Conflict = fmt.Sprintf("subnet %s belongs to %s (claimed earlier); %s must move", p.Subnet, w.Node, m.Name)
 			}
 		}
+		a.peerHealth(&p, snap)
 		out = append(out, p)
 	}
 	return out

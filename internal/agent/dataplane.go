@@ -124,7 +124,10 @@ func (a *Agent) replan() {
 	if !ready {
 		return
 	}
-	p := fabric.Compute(a.local(), a.planPeers(a.ml.Members()), a.dpOpts)
+	local, peers := a.local(), a.planPeers(a.ml.Members())
+	a.health.avoid(peers)
+	p := fabric.Compute(local, peers, a.dpOpts)
+	a.healthPlanned(local, peers, p)
 	a.dp.Set(p)
 	a.kickCloud()
 }

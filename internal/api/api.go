@@ -59,6 +59,10 @@ type Peer struct {
 	Path string `json:"path"`
 	// Conflict says why the peer's subnet claim is not honoured, if it is not.
 	Conflict string `json:"conflict,omitempty"`
+	// MTU is the MTU of the path to the peer; 0 when unknown.
+	MTU int `json:"mtu,omitempty"`
+	// Health is what path health found; nil when it is off.
+	Health *PeerHealth `json:"health,omitempty"`
 }
 
 // Error is the body of every answer whose status is not 2xx.

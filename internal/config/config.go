@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weft-net/weft/fabric"
+	"github.com/weft-net/weft/fabric/health"
 )
 
 // DefaultPath is where the agent looks for its config file when --config
@@ -96,6 +97,11 @@ type Config struct {
 	Gossip GossipTimings `json:"gossip"`
 	// Policy configures network policy enforcement.
 	Policy Policy `json:"policy"`
+	// Health tunes path health: probes of every path to every peer,
+	// fallback to the next allowed path and return after a hold-down.
+	Health Health `json:"health"`
+	// Metrics configures the Prometheus listener.
+	Metrics Metrics `json:"metrics"`
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string `json:"logLevel"`
 	// LogFormat is text or json.
@@ -153,6 +159,47 @@ type VXLAN struct {
 	Port int `json:"port"`
 	// Device is the name of the VXLAN device weft creates.
 	Device string `json:"device"`
+}
+
+// Health tunes path health (fabric/health).
+type Health struct {
+	// Enabled turns probing and fallback on.
+	Enabled bool `json:"enabled"`
+	// Interval is the time between two probes of one path (stretched for
+	// large clusters to stay within MaxProbesPerSecond).
+	Interval Duration `json:"interval"`
+	// Misses is how many probes in a row must go unanswered for a path to
+	// be down.
+	Misses int `json:"misses"`
+	// HoldDown is how long a down path must answer every probe before the
+	// peer returns to it.
+	HoldDown Duration `json:"holdDown"`
+	// Timeout is how long a probe waits for its answer.
+	Timeout Duration `json:"timeout"`
+	// MaxProbesPerSecond bounds the probes this host sends.
+	MaxProbesPerSecond int `json:"maxProbesPerSecond"`
+	// Port is the UDP port probes are sent to and answered from.
+	Port int `json:"port"`
+}
+
+// Metrics configures the Prometheus metrics listener.
+type Metrics struct {
+	// Listen is the TCP address /metrics is served on (e.g.
+	// "127.0.0.1:9587"); empty: no listener.
+	Listen string `json:"listen"`
+}
+
+// HealthConfig returns the health settings in the form fabric/health takes.
+func (c Config) HealthConfig() health.Config {
+	return health.Config{
+		Interval:           c.Health.Interval.Duration,
+		Misses:             c.Health.Misses,
+		HoldDown:           c.Health.HoldDown.Duration,
+		Timeout:            c.Health.Timeout.Duration,
+		MaxProbesPerSecond: float64(c.Health.MaxProbesPerSecond),
+		Port:               c.Health.Port,
+		StartGrace:         health.DefaultStartGrace,
+	}
 }
 
 // GossipTimings tunes memberlist's failure detection and state exchange.
@@ -242,7 +289,16 @@ func Default() Config {
 			JoinRetryMax:     Duration{5 * time.Second},
 			DeadReservation:  Duration{24 * time.Hour},
 		},
-		Policy:    Policy{Enabled: true, FailsafeInbound: defaultFailsafes(), FailsafeOutbound: defaultFailsafes()},
+		Policy: Policy{Enabled: true, FailsafeInbound: defaultFailsafes(), FailsafeOutbound: defaultFailsafes()},
+		Health: Health{
+			Enabled:            true,
+			Interval:           Duration{health.DefaultInterval},
+			Misses:             health.DefaultMisses,
+			HoldDown:           Duration{health.DefaultHoldDown},
+			Timeout:            Duration{health.DefaultTimeout},
+			MaxProbesPerSecond: health.DefaultMaxProbesPerSecond,
+			Port:               health.DefaultPort,
+		},
 		LogLevel:  "info",
 		LogFormat: "text",
 	}

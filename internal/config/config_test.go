@@ -113,6 +113,8 @@ gossip:
   pushPullInterval: 30s
   joinRetryMax: 1m
   deadReservation: 168h
+health: {enabled: false, interval: 250ms, misses: 5, holdDown: 30s, timeout: 2s, maxProbesPerSecond: 50, port: 7000}
+metrics: {listen: "127.0.0.1:9587"}
 logLevel: debug
 logFormat: json
 `,
@@ -151,7 +153,10 @@ logFormat: json
 					JoinRetryMax:     Duration{time.Minute},
 					DeadReservation:  Duration{168 * time.Hour},
 				},
-				Policy:    Policy{FailsafeInbound: []string{"tcp:7000", "udp:10.0.0.0/8:53"}, FailsafeOutbound: []string{"udp:53"}, DefaultDenyWorkloads: true},
+				Policy: Policy{FailsafeInbound: []string{"tcp:7000", "udp:10.0.0.0/8:53"}, FailsafeOutbound: []string{"udp:53"}, DefaultDenyWorkloads: true},
+				Health: Health{Enabled: false, Interval: Duration{250 * time.Millisecond}, Misses: 5, HoldDown: Duration{30 * time.Second},
+					Timeout: Duration{2 * time.Second}, MaxProbesPerSecond: 50, Port: 7000},
+				Metrics:   Metrics{Listen: "127.0.0.1:9587"},
 				LogLevel:  "debug",
 				LogFormat: "json",
 			},
@@ -274,6 +279,12 @@ func TestParseValidateBad(t *testing.T) {
 		{"negative deadReservation", "gossip: {deadReservation: -1h}\n", "gossip.deadReservation", `"-1h0m0s"`},
 		{"suspicionMult zero", "gossip: {suspicionMult: 0}\n", "gossip.suspicionMult", "0"},
 		{"suspicionMult high", "gossip: {suspicionMult: 11}\n", "gossip.suspicionMult", "11"},
+		{"health interval tiny", "health: {interval: 1ms}\n", "health.interval", "1ms"},
+		{"health misses zero", "health: {misses: 0}\n", "health.misses", "0"},
+		{"health holdDown negative", "health: {holdDown: -1s}\n", "health.holdDown", "-1s"},
+		{"health budget zero", "health: {maxProbesPerSecond: 0}\n", "health.maxProbesPerSecond", "0"},
+		{"health port", "health: {port: 65536}\n", "health.port", "65536"},
+		{"metrics listen without port", "metrics: {listen: localhost}\n", "metrics.listen", "localhost"},
 		{"overlay", "overlay: geneve\n", "overlay", `"geneve"`},
 		{"upper-case overlay", "overlay: VXLAN\n", "overlay", `"VXLAN"`},
 		{"empty overlay", "overlay: \"\"\n", "overlay", `""`},

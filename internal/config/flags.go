@@ -97,6 +97,15 @@ func settings() []setting {
 		list("policy-failsafe-inbound", "traffic to this host that no policy can block, as proto:port or proto:net:port (tcp, udp, sctp); repeat or separate with commas", func(c *Config) *[]string { return &c.Policy.FailsafeInbound }),
 		list("policy-failsafe-outbound", "traffic from this host that no policy can block, as proto:port or proto:net:port; repeat or separate with commas", func(c *Config) *[]string { return &c.Policy.FailsafeOutbound }),
 		boolean("policy-default-deny-workloads", "deny a workload's traffic that no policy decides (Calico allows it)", func(c *Config) *bool { return &c.Policy.DefaultDenyWorkloads }),
+		boolean("health-enabled", "probe every path to every peer, fall back to the next allowed path when one stops answering, and return after the hold-down", func(c *Config) *bool { return &c.Health.Enabled }),
+		duration("health-interval", "time between two probes of one path (stretched on large clusters to stay within the probe budget)", func(c *Config) *Duration { return &c.Health.Interval }),
+		integer("health-misses", "probes in a row that must go unanswered for a path to be down, 1-100", func(c *Config) *int { return &c.Health.Misses }),
+		duration("health-hold-down", "how long a down path must answer every probe before peers return to it", func(c *Config) *Duration { return &c.Health.HoldDown }),
+		duration("health-timeout", "how long a probe waits for its answer", func(c *Config) *Duration { return &c.Health.Timeout }),
+		integer("health-max-probes-per-second", "most probes this host sends per second, whatever the cluster size", func(c *Config) *int { return &c.Health.MaxProbesPerSecond }),
+		integer("health-port", "UDP port that path-health probes are sent to and answered from", func(c *Config) *int { return &c.Health.Port }),
+		str("metrics-listen", "IP:port to serve Prometheus metrics on at /metrics", func(c *Config) *string { return &c.Metrics.Listen }).
+			withDefault("none: no metrics listener"),
 		str("log-level", "least severe log messages to print: debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }),
 		str("log-format", "log format: text or json", func(c *Config) *string { return &c.LogFormat }),
 	}

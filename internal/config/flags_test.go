@@ -272,10 +272,12 @@ func TestFlags(t *testing.T) {
 		"gossip-probe-interval", "gossip-probe-timeout", "gossip-suspicion-mult", "gossip-gossip-interval",
 		"gossip-push-pull-interval", "gossip-join-retry-max", "gossip-dead-reservation",
 		"policy-enabled", "policy-failsafe-inbound", "policy-failsafe-outbound", "policy-default-deny-workloads",
+		"health-enabled", "health-interval", "health-misses", "health-hold-down", "health-timeout",
+		"health-max-probes-per-second", "health-port", "metrics-listen",
 		"log-level", "log-format",
 	}
-	if len(pinned) != 51 {
-		t.Fatalf("pinned lists %d flags, want 51", len(pinned))
+	if len(pinned) != 59 {
+		t.Fatalf("pinned lists %d flags, want 59", len(pinned))
 	}
 	slices.Sort(pinned)
 	if diff := cmp.Diff(pinned, want); diff != "" {

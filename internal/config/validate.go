@@ -144,6 +144,14 @@ func (c Config) Validate() error {
 	checkLabels(&errs, c.Labels)
 	checkDataPlane(&errs, c)
 	checkGossip(&errs, c.Gossip)
+	if err := c.HealthConfig().Validate(); err != nil {
+		errs = append(errs, err) // each line names the field and value
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			errs = append(errs, &FieldError{Field: "metrics.listen", Value: quote(l), Err: errors.New("want IP:port, e.g. 127.0.0.1:9587, or empty for none")})
+		}
+	}
 
 	if _, err := c.SlogLevel(); err != nil {
 		bad("logLevel", quote(c.LogLevel), "want one of debug, info, warn, error")
