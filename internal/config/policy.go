@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/weft-net/weft/fabric/health"
 	"github.com/weft-net/weft/policy"
 )
 
@@ -21,8 +22,9 @@ type Policy struct {
 	// host's host endpoints that no policy can block, as Felix's failsafe
 	// ports: "tcp:22", "udp:7946", or with a remote network
 	// "tcp:10.0.0.0/8:22". The defaults keep SSH, the gossip port (TCP and
-	// UDP) and the WireGuard port (UDP) open; while a list is the default
-	// one, it follows bindPort and wireguard.port when those change.
+	// UDP), the WireGuard port and the path-health port (UDP) open; while a
+	// list is the default one, it follows bindPort, wireguard.port and
+	// health.port when those change.
 	FailsafeInbound  []string `json:"failsafeInbound,omitempty"`
 	FailsafeOutbound []string `json:"failsafeOutbound,omitempty"`
 	// DefaultDenyWorkloads denies a workload's traffic that no policy
@@ -30,17 +32,17 @@ type Policy struct {
 	DefaultDenyWorkloads bool `json:"defaultDenyWorkloads"`
 }
 
-// defaultFailsafes returns SSH, the default gossip port and the default
-// WireGuard port as failsafe entries.
+// defaultFailsafes returns SSH and weft's own default ports (gossip,
+// WireGuard, path-health probes) as failsafe entries.
 func defaultFailsafes() []string {
-	return failsafesFor(policy.DefaultGossipPort, policy.DefaultWireGuardPort)
+	return failsafesFor(policy.DefaultGossipPort, policy.DefaultWireGuardPort, health.DefaultPort)
 }
 
-// failsafesFor returns SSH, the gossip port and the WireGuard port as
-// failsafe entries.
-func failsafesFor(gossipPort, wireGuardPort int) []string {
+// failsafesFor returns SSH, the gossip port (TCP and UDP), the WireGuard
+// port and the path-health probe port (UDP) as failsafe entries.
+func failsafesFor(gossipPort, wireGuardPort, healthPort int) []string {
 	gossip := strconv.Itoa(gossipPort)
-	return []string{"tcp:22", "tcp:" + gossip, "udp:" + gossip, "udp:" + strconv.Itoa(wireGuardPort)}
+	return []string{"tcp:22", "tcp:" + gossip, "udp:" + gossip, "udp:" + strconv.Itoa(wireGuardPort), "udp:" + strconv.Itoa(healthPort)}
 }
 
 // PolicyOptions returns the policy settings in the form the evaluator and
@@ -49,7 +51,7 @@ func failsafesFor(gossipPort, wireGuardPort int) []string {
 func (c Config) PolicyOptions() policy.Options {
 	o := policy.Options{DefaultDenyWorkloads: c.Policy.DefaultDenyWorkloads}
 	in, out := c.Policy.FailsafeInbound, c.Policy.FailsafeOutbound
-	own := failsafesFor(c.BindPort, c.WireGuard.Port)
+	own := failsafesFor(c.BindPort, c.WireGuard.Port, c.Health.Port)
 	if slices.Equal(in, defaultFailsafes()) {
 		in = own
 	}

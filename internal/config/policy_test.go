@@ -54,21 +54,21 @@ func TestPolicyValidateAndOptions(t *testing.T) {
 		t.Fatalf("Validate = %v, want an error naming policy.failsafeOutbound[1]", err)
 	}
 	o := Default().PolicyOptions()
-	want := []string{"tcp:22", "tcp:7946", "udp:7946", "udp:51820"}
+	want := []string{"tcp:22", "tcp:7946", "udp:7946", "udp:51820", "udp:7947"}
 	var got []string
 	for _, f := range o.FailsafeInbound {
 		got = append(got, f.String())
 	}
-	if diff := cmp.Diff(want, got); diff != "" || len(o.FailsafeOutbound) != 4 || o.DefaultDenyWorkloads {
+	if diff := cmp.Diff(want, got); diff != "" || len(o.FailsafeOutbound) != 5 || o.DefaultDenyWorkloads {
 		t.Errorf("default options: %+v (-want +got inbound):\n%s", o, diff)
 	}
 
 	// The default lists follow weft's own ports; a list set by hand does not.
 	c = Default()
-	c.BindPort, c.WireGuard.Port = 8000, 9000
+	c.BindPort, c.WireGuard.Port, c.Health.Port = 8000, 9000, 9100
 	c.Policy.FailsafeOutbound = []string{"udp:53"}
 	o = c.PolicyOptions()
-	got, want = nil, []string{"tcp:22", "tcp:8000", "udp:8000", "udp:9000"}
+	got, want = nil, []string{"tcp:22", "tcp:8000", "udp:8000", "udp:9000", "udp:9100"}
 	for _, f := range o.FailsafeInbound {
 		got = append(got, f.String())
 	}
