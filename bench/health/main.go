@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -86,7 +87,19 @@ func run() error {
 	quietWait := flag.Duration("quiet-wait", 2*time.Minute, "longest wait for a quiet machine")
 	binary := flag.String("binary", "", "fallback: weft binary (default: build ./cmd/weft)")
 	asJSON := flag.Bool("json", false, "print the results as JSON")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (the load part runs the agent's health loop in it) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
