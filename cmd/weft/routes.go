@@ -14,7 +14,7 @@ import (
 func routesCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "routes",
-		Usage: "show the path to every peer (direct or VXLAN, device, next hop, MTU) and whether the kernel holds it",
+		Usage: "show the route to every peer (path: direct, VXLAN, IP-in-IP or WireGuard; device, next hop, MTU) and whether the kernel holds it",
 		Flags: []cli.Flag{runDirFlag, outputFlag},
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c)
