@@ -235,3 +235,10 @@ func (s *SelfTestScheduler) Due(paths map[string]fabric.PathKind, now time.Time)
 	}
 	return out
 }
+
+// Retry makes kind due again at once, for why (its last run tested
+// nothing: the prober was not ready), whatever the interval.
+func (s *SelfTestScheduler) Retry(kind fabric.PathKind, why string) {
+	delete(s.last, kind)
+	s.pending[kind] = why
+}
