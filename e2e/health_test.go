@@ -251,6 +251,19 @@ func TestHealthOverlayToWireGuard(t *testing.T) {
 	if !lab.Ping(context.Background(), l, ws["b1"].Name, ws["a1"].Addr, 3) {
 		t.Errorf("w2 cannot ping w1 over WireGuard")
 	}
+	// The move to WireGuard ran its encapsulation self-test: healthy.
+	poll(t, 30*time.Second, "a1's wireguard self-test", func() (bool, string) {
+		st := status(t, c, "a1")
+		for _, x := range st.SelfTests {
+			if x.Tunnel == "wireguard" {
+				if x.Result != "healthy" || x.Why != "path change" {
+					t.Fatalf("a1's wireguard self-test: %+v", x)
+				}
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", st.SelfTests)
+	})
 	// No return while blocked: the overlay keeps failing its probes.
 	deadline := time.Now().Add(2 * healthHoldDown)
 	for time.Now().Before(deadline) {

@@ -141,13 +141,14 @@ func Worst(vs []Verdict) Verdict {
 	return out
 }
 
-// SelfTestScheduler says when each tunnel kind is due for a self-test: when
-// it first comes into use (agent start), when a peer moves onto it (path
-// change), and when asked (Request: a path failing on this node's device),
+// SelfTestScheduler says when each tunnel kind is due for a self-test: the
+// kinds in use at the first plan with peers (agent start), a kind a peer
+// moves onto (path change), and when asked (Request: a path failing on this node's device),
 // never more often than once per interval per kind. It is not safe for
 // concurrent use.
 type SelfTestScheduler struct {
 	interval time.Duration
+	started  bool // a Due has seen peers: later kinds come by a path change
 	peers    map[fabric.PathKind]map[string]bool // peers on each tunnel at the last Due
 	last     map[fabric.PathKind]time.Time       // when each kind last ran
 	pending  map[fabric.PathKind]string          // kinds due, with why
@@ -194,6 +195,7 @@ func (s *SelfTestScheduler) Due(paths map[string]fabric.PathKind, now time.Time)
 		}
 	}
 	var out []SelfTestRun
+	defer func() { s.started = s.started || len(paths) > 0 }()
 	for _, kind := range Tunnels {
 		before, seen := s.peers[kind]
 		for peer := range on[kind] {
@@ -201,7 +203,7 @@ func (s *SelfTestScheduler) Due(paths map[string]fabric.PathKind, now time.Time)
 				break
 			}
 			switch {
-			case !seen:
+			case !seen && !s.started:
 				s.pending[kind] = "start"
 			case !before[peer]:
 				s.pending[kind] = "path change"

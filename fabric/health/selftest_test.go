@@ -118,9 +118,9 @@ func TestSelfTestScheduler(t *testing.T) {
 		{at: 2 * time.Second, paths: map[string]fabric.PathKind{"a": direct, "b": vx, "c": vx}},
 		// a moves to VXLAN within the interval: waits.
 		{at: 5 * time.Second, paths: map[string]fabric.PathKind{"a": vx, "b": vx, "c": vx}},
-		// c moves to WireGuard: a new kind runs at once.
+		// c moves to WireGuard: a kind not yet tested runs at once.
 		{at: 6 * time.Second, paths: map[string]fabric.PathKind{"a": vx, "b": vx, "c": wg},
-			want: []SelfTestRun{{Tunnel: wg, Peers: []string{"c"}, Why: "start"}}},
+			want: []SelfTestRun{{Tunnel: wg, Peers: []string{"c"}, Why: "path change"}}},
 		{at: 30 * time.Second, paths: map[string]fabric.PathKind{"a": vx, "b": vx, "c": wg}},
 		// The interval is over: the path change to VXLAN runs.
 		{at: 31 * time.Second, paths: map[string]fabric.PathKind{"a": vx, "b": vx, "c": wg},
