@@ -148,7 +148,7 @@ func Worst(vs []Verdict) Verdict {
 // concurrent use.
 type SelfTestScheduler struct {
 	interval time.Duration
-	started  bool // a Due has seen peers: later kinds come by a path change
+	started  bool                                // a Due has seen peers: later kinds come by a path change
 	peers    map[fabric.PathKind]map[string]bool // peers on each tunnel at the last Due
 	last     map[fabric.PathKind]time.Time       // when each kind last ran
 	pending  map[fabric.PathKind]string          // kinds due, with why
