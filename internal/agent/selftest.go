@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -78,6 +79,8 @@ type selfTest struct {
 	waiting   map[uint64]chan<- probe.Reply
 	// kick wakes the self-test loop (buffered, one slot).
 	kick chan struct{}
+	// loops counts the self-test loop's passes (tests wait on it).
+	loops atomic.Uint64
 }
 
 func newSelfTest() selfTest {
@@ -188,6 +191,7 @@ func (a *Agent) runSelfTests(ctx context.Context, conn testSender) {
 			}
 			a.selfTestTunnel(ctx, conn, run)
 		}
+		st.loops.Add(1)
 	}
 }
 

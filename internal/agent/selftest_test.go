@@ -187,11 +187,15 @@ func TestSelfTestLoop(t *testing.T) {
 	start := a.now()
 	a.health.self.request(fabric.PathVXLAN, "local fault")
 	advance(selfTestInterval / 2)
-	a.health.self.wake()
-	// Not yet: still the start result. Then after the interval, the fault run.
+	// Two full passes of the loop after the request: still only the start result.
+	for n := a.health.self.loops.Load() + 2; a.health.self.loops.Load() < n; {
+		a.health.self.wake()
+		time.Sleep(time.Millisecond)
+	}
 	if got := a.selfTests(); len(got) != 1 || !got[0].At.Equal(start) {
 		t.Fatalf("self-test ran within the interval: %+v", got)
 	}
+	// After the interval, the fault run.
 	advance(selfTestInterval)
 	waitResult("local fault", a.now())
 }
