@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/netlab"
 )
@@ -249,6 +251,19 @@ func TestHealthOverlayToWireGuard(t *testing.T) {
 	if !lab.Ping(context.Background(), l, ws["b1"].Name, ws["a1"].Addr, 3) {
 		t.Errorf("w2 cannot ping w1 over WireGuard")
 	}
+	// The move to WireGuard ran its encapsulation self-test: healthy.
+	poll(t, 30*time.Second, "a1's wireguard self-test", func() (bool, string) {
+		st := status(t, c, "a1")
+		for _, x := range st.SelfTests {
+			if x.Tunnel == "wireguard" {
+				if x.Result != "healthy" || x.Why != "path change" {
+					t.Fatalf("a1's wireguard self-test: %+v", x)
+				}
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", st.SelfTests)
+	})
 	// No return while blocked: the overlay keeps failing its probes.
 	deadline := time.Now().Add(2 * healthHoldDown)
 	for time.Now().Before(deadline) {
@@ -417,30 +432,42 @@ func grepLines(s, prefix string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestHealthLocalFault: a1's own VXLAN sending is broken: an nftables rule
-// flips a byte of every probe a1 sends through weft.vxlan (the inner
-// packet, before encapsulation), while the network is fine and a1's
-// hand-built VXLAN frames, which bypass the device, arrive. a1 falls back
-// to WireGuard, comes back on the hand-built probes, fails again through
-// the device, and the encapsulation self-test reports it in status and
-// turns tx checksum offload off on weft.vxlan (which cannot cure this
-// fault; status says what it did).
+// corruptProbes is an nftables table for a host's namespace that flips
+// byte 17 of the UDP payload of every probe it sends through weft.vxlan
+// (the inner packet, before encapsulation): the last byte of the probe's
+// sequence number, which the probe's MAC covers. The network is fine, and
+// hand-built VXLAN frames, which bypass the device, arrive intact.
+const corruptProbes = "table inet weftcorrupt {\n chain out {\n  type filter hook output priority 0;\n  oifname \"weft.vxlan\" udp dport 7947 @th,200,8 set 0xff\n }\n}\n"
+
+// selfTestProblem returns host's status problem line of the VXLAN
+// self-test that found a local fault and says what was done, if any.
+func selfTestProblem(t *testing.T, c *lab.Cluster, host, peer string) (string, string) {
+	t.Helper()
+	s := status(t, c, host)
+	for _, p := range s.Problems {
+		if strings.HasPrefix(p, "encapsulation self-test: vxlan: "+peer+": ") && strings.Contains(p, "this node's device breaks them") &&
+			strings.Contains(p, "did: tx checksum offload off on weft.vxlan, not cured: turned back on") {
+			return p, ""
+		}
+	}
+	return "", strings.Join(s.Problems, "; ")
+}
+
+// TestHealthLocalFault: a1's own VXLAN sending breaks while the agents
+// run (see corruptProbes). a1 falls back to WireGuard, comes back on the
+// hand-built probes, fails again through the device; that asks for an
+// encapsulation self-test of VXLAN, which finds the fault on a1's device,
+// turns tx checksum offload off on weft.vxlan, sees that this does not cure
+// it (the fault is not an offload) and turns it back on; status says so.
 func TestHealthLocalFault(t *testing.T) {
 	c, ws := newHealthLab(t, twoSegments(1, 1))
 	l := c.Lab()
 	waitPaths(t, c, "a1", "b1", "vxlan", 30*time.Second)
 	waitUp(t, c, "a1", "b1")
-	// Byte 17 of the UDP payload: the last byte of the probe's sequence
-	// number, which the probe's MAC covers.
-	nft(t, l, "a1", "table inet weftcorrupt {\n chain out {\n  type filter hook output priority 0;\n  oifname \"weft.vxlan\" udp dport 7947 @th,200,8 set 0xff\n }\n}\n")
-	took := poll(t, 60*time.Second, "self-test finding in a1's status", func() (bool, string) {
-		s := status(t, c, "a1")
-		for _, p := range s.Problems {
-			if strings.Contains(p, "encapsulation self-test: vxlan to b1") && strings.Contains(p, "turned tx checksum offload off on weft.vxlan") {
-				return true, p
-			}
-		}
-		return false, strings.Join(s.Problems, "; ")
+	nft(t, l, "a1", corruptProbes)
+	took := poll(t, 90*time.Second, "self-test finding in a1's status", func() (bool, string) {
+		p, rest := selfTestProblem(t, c, "a1", "b1")
+		return p != "", rest
 	})
 	t.Logf("self-test found it %s after the fault began: %s", took.Round(10*time.Millisecond), strings.Join(status(t, c, "a1").Problems, "; "))
 	if p, why := pathOf(t, c, "a1", "b1"); p != "wireguard" && p != "vxlan" {
@@ -449,5 +476,55 @@ func TestHealthLocalFault(t *testing.T) {
 	// Workload traffic (not the probes) was never touched: it flows.
 	if !lab.Ping(context.Background(), l, ws["a1"].Name, ws["b1"].Addr, 3) {
 		t.Errorf("w1 cannot ping w2")
+	}
+}
+
+// TestHealthSelfTestAtStart: a1's VXLAN sending is broken before the agents
+// start (see corruptProbes). The self-test that runs once the first plan
+// puts b1 on VXLAN finds it: through a1's device the test packets fail,
+// built by hand they cross; it tries tx checksum offload off, which does
+// not cure this fault, and says so in status, both in the problem lines
+// and in the self-test line of VXLAN. b1's own self-test of VXLAN, whose
+// sending is fine, is healthy.
+func TestHealthSelfTestAtStart(t *testing.T) {
+	c := newCluster(t, twoSegments(1, 1), map[string]any{
+		"resyncPeriod": "5s",
+		"health":       map[string]any{"holdDown": healthHoldDown.String()},
+	})
+	l := c.Lab()
+	nft(t, l, "a1", corruptProbes)
+	hosts := l.Hosts()
+	began := time.Now()
+	startAll(t, c, hosts, []string{l.HostAddr(hosts[0]).String()})
+	waitConverged(t, c, hosts, 60*time.Second)
+	poll(t, 90*time.Second, "self-test finding in a1's status", func() (bool, string) {
+		p, rest := selfTestProblem(t, c, "a1", "b1")
+		return p != "", rest
+	})
+	t.Logf("self-test found it %s after the agents started", time.Since(began).Round(10*time.Millisecond))
+	s := status(t, c, "a1")
+	var vx *api.SelfTest
+	for i := range s.SelfTests {
+		if s.SelfTests[i].Tunnel == "vxlan" {
+			vx = &s.SelfTests[i]
+		}
+	}
+	if vx == nil || vx.Result != "local-fault" || vx.Cured || !strings.Contains(vx.Did, "not cured") || !slices.Contains(vx.Peers, "b1") {
+		t.Errorf("a1's vxlan self-test: %+v", vx)
+	}
+	if s.Health != "degraded" {
+		t.Errorf("a1's health %s, want degraded", s.Health)
+	}
+	poll(t, 60*time.Second, "b1's vxlan self-test healthy", func() (bool, string) {
+		sb := status(t, c, "b1")
+		for _, st := range sb.SelfTests {
+			if st.Tunnel == "vxlan" {
+				return st.Result == "healthy", fmt.Sprintf("%+v", st)
+			}
+		}
+		return false, fmt.Sprintf("%+v", sb.SelfTests)
+	})
+	for _, st := range s.SelfTests {
+		t.Logf("a1 self-test %s: %s (%s): %s; did: %s", st.Tunnel, st.Result, st.Why, st.Found, st.Did)
 	}
 }

@@ -53,7 +53,7 @@ func writeJSON(w io.Writer, v any) error {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show this host's node: its subnet, how many members are alive or dead, its health and problems",
+		Usage: "show this host's node: its subnet, how many members are alive or dead, its health and problems, and the last encapsulation self-test of each tunnel type in use (when, why, result, what was done)",
 		Flags: []cli.Flag{runDirFlag, outputFlag},
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c)
@@ -98,10 +98,22 @@ func printStatus(w io.Writer, s api.Status) error {
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}
+	for _, t := range s.SelfTests {
+		fmt.Fprintf(tw, "self-test %s:\t%s\n", t.Tunnel, selfTestLine(t))
+	}
 	for _, p := range s.Problems {
 		fmt.Fprintf(tw, "problem:\t%s\n", p)
 	}
 	return tw.Flush()
+}
+
+// selfTestLine is one encapsulation self-test in `weft status`.
+func selfTestLine(t api.SelfTest) string {
+	line := fmt.Sprintf("%s at %s (%s, peers %s): %s", t.Result, t.At.UTC().Format(time.RFC3339), t.Why, strings.Join(t.Peers, ","), t.Found)
+	if t.Did != "" {
+		line += "; did: " + t.Did
+	}
+	return line
 }
 
 func locationString(parts ...string) string {

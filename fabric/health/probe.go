@@ -17,14 +17,16 @@ import (
 //
 //	0  "WFTH"            magic
 //	4  1                 version
-//	5  type              1 request, 2 reply
+//	5  type              1 request, 2 reply, 3 self-test request, 4 self-test echo
 //	6  path              the path it tests (PathCode); a reply goes back over the same kind
 //	7  n                 length of the sender's node name, 1 to 255
 //	8  name              the sender's node name (printable ASCII)
 //	8+n    seq           uint64, big endian, chosen by the requester; echoed
 //	16+n   sent          int64 Unix nanoseconds of the requester's clock; echoed
 //	24+n   p             uint16, big endian: length of the padding
-//	26+n   padding       p zero bytes: path MTU probes are padded to the size they test
+//	26+n   padding       p zero bytes: path MTU probes are padded to the size they test;
+//	                     in self-test packets (types 3, 4) p bytes of any value, the test
+//	                     pattern, which the echo carries back unchanged
 //	26+n+p mac           the first 16 bytes of HMAC-SHA256(key, everything before)
 //
 // The key is derived from the cluster key (ProbeKey), so only members send
@@ -36,7 +38,18 @@ import (
 const (
 	ProbeRequest = 1
 	ProbeReply   = 2
+	// ProbeTest is an encapsulation self-test packet: its padding is a
+	// test pattern (Probe.Payload) that the answer, a ProbeEcho, carries
+	// back byte for byte.
+	ProbeTest = 3
+	ProbeEcho = 4
 )
+
+// isProbeType reports whether t is a known probe type.
+func isProbeType(t int) bool { return t >= ProbeRequest && t <= ProbeEcho }
+
+// isTestType reports whether probes of type t carry a test pattern.
+func isTestType(t int) bool { return t == ProbeTest || t == ProbeEcho }
 
 const (
 	probeMagic   = "WFTH"
@@ -65,7 +78,12 @@ type Probe struct {
 	Seq  uint64
 	Sent time.Time
 	// Pad is the length of the padding (path MTU probes); 0 to MaxPad.
+	// Self-test packets (ProbeTest, ProbeEcho) carry Payload instead and
+	// leave Pad 0.
 	Pad int
+	// Payload is the test pattern of a self-test packet, at most MaxPad
+	// bytes; AppendProbe does not retain it.
+	Payload []byte
 }
 
 // ProbeKey derives the probe key from the cluster key and name: HMAC-SHA256
@@ -83,8 +101,8 @@ func ProbeKey(clusterKey []byte, cluster string) []byte {
 // It fails, appending nothing, on an unknown type or path or a name that
 // is empty, longer than 255 bytes or not printable ASCII.
 func AppendProbe(b []byte, p Probe, key []byte) ([]byte, error) {
-	if p.Type != ProbeRequest && p.Type != ProbeReply {
-		return b, fmt.Errorf("probe type %d: want %d or %d", p.Type, ProbeRequest, ProbeReply)
+	if !isProbeType(p.Type) {
+		return b, fmt.Errorf("probe type %d: want %d to %d", p.Type, ProbeRequest, ProbeEcho)
 	}
 	code := pathCode(p.Path)
 	if code == 0 {
@@ -96,14 +114,28 @@ func AppendProbe(b []byte, p Probe, key []byte) ([]byte, error) {
 	if p.Pad < 0 || p.Pad > MaxPad {
 		return b, fmt.Errorf("probe padding %d: want 0 to %d", p.Pad, MaxPad)
 	}
+	if isTestType(p.Type) && p.Pad != 0 {
+		return b, fmt.Errorf("probe padding %d: a self-test packet carries a payload instead", p.Pad)
+	}
+	if !isTestType(p.Type) && len(p.Payload) != 0 {
+		return b, fmt.Errorf("probe payload of %d bytes: only self-test packets carry one", len(p.Payload))
+	}
+	if len(p.Payload) > MaxPad {
+		return b, fmt.Errorf("probe payload of %d bytes: want at most %d", len(p.Payload), MaxPad)
+	}
 	start := len(b)
 	b = append(b, probeMagic...)
 	b = append(b, probeVersion, byte(p.Type), code, byte(len(p.Node)))
 	b = append(b, p.Node...)
 	b = binary.BigEndian.AppendUint64(b, p.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Sent.UnixNano()))
-	b = binary.BigEndian.AppendUint16(b, uint16(p.Pad))
-	b = append(b, make([]byte, p.Pad)...)
+	if isTestType(p.Type) {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(p.Payload)))
+		b = append(b, p.Payload...)
+	} else {
+		b = binary.BigEndian.AppendUint16(b, uint16(p.Pad))
+		b = append(b, make([]byte, p.Pad)...)
+	}
 	m := hmac.New(sha256.New, key)
 	m.Write(b[start:])
 	return append(b, m.Sum(nil)[:probeMACLen]...), nil
@@ -141,8 +173,8 @@ func DecodeProbe(b []byte, key []byte) (Probe, error) {
 		return p, ErrBadMAC
 	}
 	p.Type = int(b[5])
-	if p.Type != ProbeRequest && p.Type != ProbeReply {
-		return p, fmt.Errorf("probe type %d: want %d or %d", p.Type, ProbeRequest, ProbeReply)
+	if !isProbeType(p.Type) {
+		return p, fmt.Errorf("probe type %d: want %d to %d", p.Type, ProbeRequest, ProbeEcho)
 	}
 	if int(b[6]) >= len(pathCodes) || pathCodes[b[6]] == "" {
 		return p, fmt.Errorf("probe path code %d: unknown", b[6])
@@ -156,6 +188,10 @@ func DecodeProbe(b []byte, key []byte) (Probe, error) {
 	p.Sent = time.Unix(0, int64(binary.BigEndian.Uint64(b[16+n:])))
 	if pad > MaxPad {
 		return p, fmt.Errorf("probe padding %d: want 0 to %d", pad, MaxPad)
+	}
+	if isTestType(p.Type) {
+		p.Payload = append([]byte{}, b[26+n:26+n+pad]...)
+		return p, nil
 	}
 	for _, c := range b[26+n : 26+n+pad] {
 		if c != 0 {

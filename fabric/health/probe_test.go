@@ -19,6 +19,8 @@ func TestProbeRoundTrip(t *testing.T) {
 		{Type: ProbeRequest, Path: fabric.PathIPIP, Node: string(make255()), Seq: 7, Sent: time.Unix(5, 0)},
 		{Type: ProbeRequest, Path: fabric.PathVXLAN, Node: "h1", Seq: 8, Sent: time.Unix(5, 0), Pad: 1400},
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Seq: 9, Sent: time.Unix(5, 0), Pad: MaxPad},
+		{Type: ProbeTest, Path: fabric.PathVXLAN, Node: "h1", Seq: 10, Sent: time.Unix(5, 0), Payload: []byte{0, 0, 0xff, 0xff, 0x80}},
+		{Type: ProbeEcho, Path: fabric.PathWireGuard, Node: "h2", Seq: 11, Sent: time.Unix(5, 0), Payload: []byte{}},
 	} {
 		b, err := AppendProbe(nil, p, testKey)
 		if err != nil {
@@ -86,7 +88,7 @@ func TestDecodeProbeErrors(t *testing.T) {
 		{"other key", good, ProbeKey([]byte("other key......................."), "lab"), ErrBadMAC.Error()},
 		{"other cluster", good, ProbeKey([]byte("0123456789abcdef0123456789abcdef"), "prod"), ErrBadMAC.Error()},
 		{"flipped seq bit", mod(func(b []byte) []byte { b[12] ^= 1; return b }), testKey, ErrBadMAC.Error()},
-		{"type 3, signed", mod(func(b []byte) []byte { b[5] = 3; return resign(b) }), testKey, "probe type 3: want 1 or 2"},
+		{"type 5, signed", mod(func(b []byte) []byte { b[5] = 5; return resign(b) }), testKey, "probe type 5: want 1 to 4"},
 		{"path 0, signed", mod(func(b []byte) []byte { b[6] = 0; return resign(b) }), testKey, "probe path code 0: unknown"},
 		{"path 9, signed", mod(func(b []byte) []byte { b[6] = 9; return resign(b) }), testKey, "probe path code 9: unknown"},
 		{"space in name, signed", mod(func(b []byte) []byte { b[8] = ' '; return resign(b) }), testKey, `probe node name " 2": byte 0x20 not allowed`},
@@ -113,6 +115,10 @@ func TestAppendProbeErrors(t *testing.T) {
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h\n1"},
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Pad: -1},
 		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Pad: MaxPad + 1},
+		{Type: 5, Path: fabric.PathDirect, Node: "h1"},
+		{Type: ProbeTest, Path: fabric.PathDirect, Node: "h1", Pad: 1},
+		{Type: ProbeRequest, Path: fabric.PathDirect, Node: "h1", Payload: []byte{1}},
+		{Type: ProbeEcho, Path: fabric.PathDirect, Node: "h1", Payload: make([]byte, MaxPad+1)},
 	} {
 		if b, err := AppendProbe([]byte("x"), p, testKey); err == nil || string(b) != "x" {
 			t.Errorf("AppendProbe(%+v) = %q, %v; want an error and nothing appended", p, b, err)
@@ -128,6 +134,8 @@ func FuzzDecodeProbe(f *testing.F) {
 		{Type: ProbeReply, Path: fabric.PathVXLAN, Node: "h-2.example", Seq: 1 << 40, Sent: time.Unix(1764000000, 5)},
 		{Type: ProbeReply, Path: fabric.PathWireGuard, Node: string(make255()), Seq: 3},
 		{Type: ProbeRequest, Path: fabric.PathVXLAN, Node: "h1", Seq: 4, Pad: 3},
+		{Type: ProbeTest, Path: fabric.PathVXLAN, Node: "h1", Seq: 5, Payload: []byte{0xff, 0, 0xff}},
+		{Type: ProbeEcho, Path: fabric.PathIPIP, Node: "h2", Seq: 6, Payload: []byte{}},
 	} {
 		b, err := AppendProbe(nil, p, testKey)
 		if err != nil {

@@ -415,3 +415,10 @@ func (t *Tracker) sortedNames() []string {
 	slices.SortFunc(names, cmp.Compare[string])
 	return names
 }
+
+// Answered reports whether peer has answered any probe since it appeared
+// in the plan (so it knows this node).
+func (t *Tracker) Answered(peer string) bool {
+	ps := t.peers[peer]
+	return ps != nil && ps.answered
+}

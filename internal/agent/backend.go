@@ -80,6 +80,7 @@ func (b *backend) Status() api.Status {
 		s.DataPlane = "off"
 	}
 	a.policyStatus(&s)
+	s.SelfTests = a.selfTests()
 	s.Problems = append(s.Problems, a.healthProblems()...)
 	if s.MembersDead > 0 {
 		s.Problems = append(s.Problems, fmt.Sprintf("members: %d dead", s.MembersDead))

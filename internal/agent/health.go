@@ -33,6 +33,7 @@ type Prober interface {
 	Replies() <-chan probe.Reply
 	// Run answers and reads probes until ctx is done.
 	Run(ctx context.Context) error
+	testSender
 }
 
 // pathHealth is the agent's path health: the pure tracker and scheduler
@@ -58,6 +59,7 @@ func newPathHealth(cfg health.Config) *pathHealth {
 		sc:    health.NewScheduler(cfg, rand.New(rand.NewPCG(seed, rand.Uint64()))),
 		peers: map[string]probe.Peer{},
 		mtu:   map[string]int{},
+		self:  newSelfTest(),
 	}
 }
 
@@ -101,6 +103,7 @@ func (a *Agent) healthPlanned(local fabric.Local, peers []fabric.Peer, plan fabr
 	for _, c := range changes {
 		a.log.Info("path changed", "peer", c.Peer, "from", c.From, "to", c.To, "reason", c.Reason)
 	}
+	h.self.planned(plan, a.now())
 }
 
 // underlayOf returns the underlay address off-path probes to p go to: the
@@ -156,6 +159,7 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 			a.setProblem("health", err.Error())
 		}
 	}()
+	go a.runSelfTests(ctx, conn)
 	tick := time.NewTicker(healthTick)
 	defer tick.Stop()
 	replies := conn.Replies()
@@ -167,6 +171,10 @@ func (a *Agent) runHealth(ctx context.Context, open func(probe.Config) (Prober, 
 		case r, ok := <-replies:
 			if !ok {
 				return
+			}
+			if r.Probe.Type == health.ProbeEcho {
+				h.self.echo(r)
+				continue
 			}
 			h.count.answered.Add(1)
 			h.mu.Lock()
@@ -302,7 +310,7 @@ func (a *Agent) healthProblems() []string {
 	if snap == nil {
 		return nil
 	}
-	out := a.selfTestProblems(snap)
+	out := a.selfTestProblems()
 	more := 0
 	for _, name := range slices.Sorted(maps.Keys(snap)) {
 		s := snap[name]

@@ -40,6 +40,9 @@ type Status struct {
 	DataPlane string `json:"dataPlane"`
 	// Policy is the policy engine's state; nil when the agent has none.
 	Policy *PolicyStatus `json:"policy,omitempty"`
+	// SelfTests are the last encapsulation self-test of each tunnel kind in
+	// use, in the order vxlan, ipip, wireguard; none when path health is off.
+	SelfTests []SelfTest `json:"selfTests,omitempty"`
 	// Health is "ok" or "degraded"; Problems says why it is degraded.
 	Health   string   `json:"health"`
 	Problems []string `json:"problems"`

@@ -41,3 +41,27 @@ type PeerHealth struct {
 	// Paths are every path allowed for the peer, cheapest first.
 	Paths []PathHealth `json:"paths"`
 }
+
+// SelfTest is the last encapsulation self-test of one tunnel kind
+// (GET /v1/status): known test packets sent to a few peers on that tunnel,
+// through this node's device and, where the path allows, built by hand
+// off the route, and echoed back byte for byte.
+type SelfTest struct {
+	Tunnel string    `json:"tunnel"`
+	At     time.Time `json:"at"`
+	// Why is "start", "path change" or "local fault" (path health saw the
+	// path fail through this node's device).
+	Why   string   `json:"why"`
+	Peers []string `json:"peers"`
+	// Result is healthy, local-fault (this node's device breaks the
+	// packets), network (they fail off the route too: not this node's
+	// device), failed (cause unknown: the tunnel cannot be tested off its
+	// route) or untested.
+	Result string `json:"result"`
+	// Found says what the test packets did, per peer.
+	Found string `json:"found"`
+	// Did says what weft changed, if anything, and whether it cured it.
+	Did string `json:"did,omitempty"`
+	// Cured is set when what weft did made the test packets pass.
+	Cured bool `json:"cured,omitempty"`
+}

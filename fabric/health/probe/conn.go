@@ -51,7 +51,8 @@ type Peer struct {
 	VTEPMAC  net.HardwareAddr
 }
 
-// Reply is an answer to one of this node's probes.
+// Reply is an answer to one of this node's probes: a health.ProbeReply, or
+// a health.ProbeEcho of a self-test packet (with its payload).
 type Reply struct {
 	Probe health.Probe
 	At    time.Time
@@ -176,7 +177,30 @@ func (c *Conn) Send(target health.Target, seq uint64, sent time.Time, size int) 
 	if size > 0 {
 		pad = max(0, min(health.MaxPad, size-ipv4HeaderLen-udpHeaderLen-health.ProbeLen(l.Name, 0)))
 	}
-	msg, err := health.AppendProbe(nil, health.Probe{Type: health.ProbeRequest, Path: target.Path, Node: l.Name, Seq: seq, Sent: sent, Pad: pad}, c.cfg.Key)
+	return c.send(target, l, p, health.Probe{Type: health.ProbeRequest, Path: target.Path, Node: l.Name, Seq: seq, Sent: sent, Pad: pad})
+}
+
+// SendTest sends one encapsulation self-test packet for target carrying
+// payload, numbered seq and stamped sent, which the peer echoes (a Reply
+// of type health.ProbeEcho). It does not block on the network and does not
+// retain payload. ErrNotReady: see there.
+func (c *Conn) SendTest(target health.Target, seq uint64, sent time.Time, payload []byte) error {
+	c.sendMu.RLock()
+	defer c.sendMu.RUnlock()
+	if c.closed {
+		return net.ErrClosed
+	}
+	l := c.getLocal()
+	p, ok := c.cfg.Peer(target.Peer)
+	if !ok {
+		return fmt.Errorf("self-test %s: %w: unknown peer", target, ErrNotReady)
+	}
+	return c.send(target, l, p, health.Probe{Type: health.ProbeTest, Path: target.Path, Node: l.Name, Seq: seq, Sent: sent, Payload: payload})
+}
+
+// send encodes pr and sends it over target's path; the caller holds sendMu.
+func (c *Conn) send(target health.Target, l Local, p Peer, pr health.Probe) error {
+	msg, err := health.AppendProbe(nil, pr, c.cfg.Key)
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", target, err)
 	}
@@ -355,13 +379,13 @@ func (c *Conn) Run(ctx context.Context) error {
 			continue
 		}
 		switch p.Type {
-		case health.ProbeReply:
+		case health.ProbeReply, health.ProbeEcho:
 			select {
 			case c.replies <- Reply{Probe: p, At: at}:
 			default:
 				c.log.Warn("probe reply dropped: nobody reads them", "peer", p.Node)
 			}
-		case health.ProbeRequest:
+		case health.ProbeRequest, health.ProbeTest:
 			if err := c.answer(p); err != nil {
 				c.log.Debug("probe not answered", "peer", p.Node, "path", p.Path, "err", err)
 			}
@@ -381,7 +405,12 @@ func (c *Conn) answer(p health.Probe) error {
 	if !ok || p.Node == l.Name {
 		return fmt.Errorf("unknown peer %q", p.Node)
 	}
-	msg, err := health.AppendProbe(nil, health.Probe{Type: health.ProbeReply, Path: p.Path, Node: l.Name, Seq: p.Seq, Sent: p.Sent}, c.cfg.Key)
+	reply := health.Probe{Type: health.ProbeReply, Path: p.Path, Node: l.Name, Seq: p.Seq, Sent: p.Sent}
+	if p.Type == health.ProbeTest {
+		// A self-test packet: its pattern goes back as it came.
+		reply.Type, reply.Payload = health.ProbeEcho, p.Payload
+	}
+	msg, err := health.AppendProbe(nil, reply, c.cfg.Key)
 	if err != nil {
 		return err
 	}

@@ -149,6 +149,32 @@ func TestConnPaths(t *testing.T) {
 			t.Errorf("%s: no answer on a working network", tg)
 		}
 	}
+	// A self-test packet, off-route over VXLAN and direct: the peer echoes
+	// its pattern byte for byte.
+	for _, tg := range []health.Target{{Peer: "b", Path: fabric.PathVXLAN}, {Peer: "b", Path: fabric.PathDirect, Route: true}} {
+		seq++
+		payload := []byte{0xff, 0xff, 0, 0, 0xff, 0x01, 0x80}
+		if err := a.conn.SendTest(tg, seq, time.Now(), payload); err != nil {
+			t.Fatalf("self-test %s: %v", tg, err)
+		}
+		timeout := time.After(2 * time.Second)
+	wait:
+		for {
+			select {
+			case r := <-a.conn.Replies():
+				if r.Probe.Seq != seq {
+					continue
+				}
+				if r.Probe.Type != health.ProbeEcho || string(r.Probe.Payload) != string(payload) {
+					t.Errorf("self-test %s: answer %+v, want an echo of %x", tg, r.Probe, payload)
+				}
+				break wait
+			case <-timeout:
+				t.Errorf("self-test %s: no echo on a working network", tg)
+				break wait
+			}
+		}
+	}
 	// The switch drops plain workload packets; VXLAN still crosses.
 	sw := l.NSName("sw")
 	rules := "table bridge weftprobetest {\n chain dropplain {\n  type filter hook forward priority 0;\n  ip daddr 10.244.0.0/16 drop\n }\n}\n"
