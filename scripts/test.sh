@@ -21,21 +21,23 @@ echo "== fuzz (${FUZZTIME} per target)"
 for pkg in $(go list ./...); do
   for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "-- $pkg $target"
-    # Go's fuzzing coordinator sometimes gives up on a worker of an
-    # overloaded machine ("context deadline exceeded", no failing input):
-    # that is not a finding, so such a run is tried once more. A real
-    # finding (a failing input written to testdata) fails at once.
-    if ! out=$(go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" 2>&1); then
+    # Go's fuzzing coordinator can fail a target at the end of -fuzztime
+    # with a bare "context deadline exceeded" and no failing input: a race
+    # in the coordinator (go.dev/issue/75804, fixed in Go 1.27, not in
+    # 1.26), seen here about once per CI run. That is not a finding, so such
+    # a run is tried again, up to 3 attempts in all. A real finding (a
+    # failing input written to testdata) fails at once.
+    attempt=1
+    while ! out=$(go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" 2>&1); do
       echo "$out"
-      if echo "$out" | grep -q "context deadline exceeded" && ! echo "$out" | grep -q "Failing input written"; then
-        echo "-- $pkg $target: fuzzing coordinator timed out (machine busy), running it again"
-        go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg"
+      if echo "$out" | grep -q "context deadline exceeded" && ! echo "$out" | grep -q "Failing input written" && [ "$attempt" -lt 3 ]; then
+        attempt=$((attempt + 1))
+        echo "-- $pkg $target: Go's fuzzing coordinator deadline race (go.dev/issue/75804), attempt $attempt of 3"
       else
         exit 1
       fi
-    else
-      echo "$out"
-    fi
+    done
+    echo "$out"
   done
 done
 echo "all tests passed"
