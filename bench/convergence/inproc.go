@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-net/weft/bench/internal/cpuload"
 	"github.com/weft-net/weft/gossip"
 )
 
@@ -144,7 +145,7 @@ func (t *tracker) totalFalseDeaths() int {
 // have declared it dead.
 func runInproc(ctx context.Context, p profile, n, run int, o options) (res Result) {
 	res = Result{Mode: "inproc", Profile: p.Name, N: n, Run: run, ConvergeMS: -1, AliveMS: -1, DetectFirstMS: -1, DetectMedianMS: -1, DetectAllMS: -1}
-	peak := startPeak()
+	peak := cpuload.StartPeak()
 	tr := newTracker(n)
 	members := make([]*gossip.Membership, 0, n)
 	var drains sync.WaitGroup
@@ -199,32 +200,32 @@ func runInproc(ctx context.Context, p profile, n, run int, o options) (res Resul
 
 	jctx, cancelJoins := context.WithCancel(ctx)
 	defer cancelJoins()
-	c0 := markCPU()
-	start := c0.wall
+	c0 := cpuload.Now()
+	start := c0.Wall
 	for _, m := range members {
 		go func() { _, _ = m.Join(jctx, seeds, o.joinRetryMax) }()
 	}
 	if err := wait(ctx, tr.converged, o.convergeTimeout); err != nil {
 		res.MinView = tr.minView()
-		res.CPUConverge = cores(c0, markCPU())
+		res.CPUConverge = cpuload.Cores(c0, cpuload.Now())
 		res.Err = fmt.Sprintf("converge: %v", err)
 		return res
 	}
-	c1 := markCPU()
+	c1 := cpuload.Now()
 	tr.mu.Lock()
 	res.ConvergeMS = ms(tr.at.Sub(start))
 	res.AliveMS = res.ConvergeMS
 	tr.mu.Unlock()
 	res.MinView = n
-	res.CPUConverge = cores(c0, c1)
+	res.CPUConverge = cpuload.Cores(c0, c1)
 
 	tr.setPhase(phaseSteady)
 	if err := wait(ctx, nil, o.settle); err != nil && ctx.Err() != nil {
 		res.Err = fmt.Sprintf("settle: %v", err)
 		return res
 	}
-	c2 := markCPU()
-	res.CPUSteady = cores(c1, c2)
+	c2 := cpuload.Now()
+	res.CPUSteady = cpuload.Cores(c1, c2)
 
 	// The victim is not a seed, so the survivors' joins and reconnects behave
 	// as they would after a real crash.
@@ -233,7 +234,7 @@ func runInproc(ctx context.Context, p profile, n, run int, o options) (res Resul
 	crashedAt := time.Now()
 	_ = members[vi].Shutdown()
 	err := wait(ctx, tr.detected, o.detectTimeout)
-	res.CPUDetect = cores(c2, markCPU())
+	res.CPUDetect = cpuload.Cores(c2, cpuload.Now())
 	detectStats(&res, tr.detectTimes(crashedAt))
 	if err != nil {
 		res.Err = fmt.Sprintf("detect: %d of %d survivors saw the crash: %v", res.Detected, n-1, err)

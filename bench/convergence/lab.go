@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-net/weft/bench/internal/cpuload"
 	"github.com/weft-net/weft/gossip"
 	"github.com/weft-net/weft/internal/api"
 	"github.com/weft-net/weft/internal/lab"
@@ -129,7 +130,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 			victim = hosts[1+rand.N(len(hosts)-1)]
 		}
 	}
-	peak := startPeak()
+	peak := cpuload.StartPeak()
 	defer func() {
 		// Count before stopping the agents: agents stopped one after the
 		// other read as deaths to those still running. Runs before l.Close.
@@ -140,7 +141,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		res.CPUPeak = peak.Stop()
 	}()
 
-	c0 := markCPU()
+	c0 := cpuload.Now()
 	for _, h := range hosts {
 		if err := c.Start(h, seeds, nil); err != nil {
 			return fail("start agents", err)
@@ -148,8 +149,8 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	}
 	why, lastWhy := "", ""
 	aliveAt := make(map[string]time.Duration, n) // when each host first saw all n alive
-	conv, err := pollUntil(ctx, o.convergeTimeout, c0.wall, hosts, func(views []lab.View) []bool {
-		now := time.Since(c0.wall)
+	conv, err := pollUntil(ctx, o.convergeTimeout, c0.Wall, hosts, func(views []lab.View) []bool {
+		now := time.Since(c0.Wall)
 		ok := make([]bool, len(views))
 		for i, v := range views {
 			if _, seen := aliveAt[v.Host]; !seen && v.Err == nil && numAlive(v) == n {
@@ -166,8 +167,8 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		}
 		return ok
 	}, v)
-	c1 := markCPU()
-	res.CPUConverge = cores(c0, c1)
+	c1 := cpuload.Now()
+	res.CPUConverge = cpuload.Cores(c0, c1)
 	if len(aliveAt) == n {
 		res.AliveMS = ms(slices.Max(slices.Collect(maps.Values(aliveAt))))
 	}
@@ -181,8 +182,8 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 	if err := wait(ctx, nil, o.settle); err != nil {
 		return fail("settle", err)
 	}
-	c2 := markCPU()
-	res.CPUSteady = cores(c1, c2)
+	c2 := cpuload.Now()
+	res.CPUSteady = cpuload.Cores(c1, c2)
 
 	survivors := slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h == victim })
 	crashedAt := time.Now()
@@ -200,7 +201,7 @@ func runLab(ctx context.Context, p profile, n, run int, o options) (res Result) 
 		}
 		return dead
 	}, v)
-	res.CPUDetect = cores(c2, markCPU())
+	res.CPUDetect = cpuload.Cores(c2, cpuload.Now())
 	detectStats(&res, slices.DeleteFunc(times, func(d time.Duration) bool { return d < 0 }))
 	if err != nil {
 		keep = true

@@ -31,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weft-net/weft/bench/internal/cpuload"
 )
 
 // profile is one set of failure-detection timings; zero fields mean "weft's
@@ -182,13 +184,13 @@ func run() error {
 				}
 				for try := 0; try <= *retries && ctx.Err() == nil; try++ {
 					runtime.GC() // start every run with the last one's garbage gone
-					waitQuiet(ctx, *quiet, *quietWait, log)
-					m0 := markCPU()
+					cpuload.WaitQuiet(ctx, *quiet, *quietWait, log)
+					m0 := cpuload.Now()
 					res := measure(ctx, p, n, r, o)
 					if ctx.Err() != nil {
 						break // interrupted: not a measurement
 					}
-					res.CPUForeign = foreign(m0, markCPU())
+					res.CPUForeign = cpuload.Foreign(m0, cpuload.Now())
 					res.Noisy = res.CPUForeign > *quiet
 					results = append(results, res)
 					logResult(log, res)

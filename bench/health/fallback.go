@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-net/weft/bench/internal/cpuload"
 	"github.com/weft-net/weft/internal/lab"
 	"github.com/weft-net/weft/internal/netlab"
 )
@@ -213,9 +214,9 @@ func runFallback(ctx context.Context, sc scenario, healthOn bool, runs int, bina
 	}
 	var out []FallbackResult
 	for run := 1; run <= runs; run++ {
-		quiet := waitQuiet(ctx, o.quiet, o.quietWait, log)
+		quiet := cpuload.WaitQuiet(ctx, o.quiet, o.quietWait, log)
 		r := FallbackResult{Scenario: sc.name, Health: healthOn, Run: run, PathMillis: -1, TrafficMillis: -1, BackMillis: -1, Quiet: quiet}
-		a := markCPU()
+		a := cpuload.Now()
 		if err := nft(ctx, l, sc.node, sc.block); err != nil {
 			return out, err
 		}
@@ -243,8 +244,8 @@ func runFallback(ctx context.Context, sc scenario, healthOn bool, runs int, bina
 		} else if _, err := waitPath(ctx, c, sc.a, sc.b, sc.from, 5*time.Second); err != nil {
 			return out, fmt.Errorf("health off: path changed: %w", err)
 		}
-		b := markCPU()
-		r.Foreign = foreign(a, b)
+		b := cpuload.Now()
+		r.Foreign = cpuload.Foreign(a, b)
 		r.Quiet = r.Quiet && r.Foreign < o.quiet
 		log.Info("run", "scenario", sc.name, "health", healthOn, "run", run, "path_ms", r.PathMillis, "traffic_ms", r.TrafficMillis,
 			"back_ms", r.BackMillis, "foreign_cores", fmt.Sprintf("%.2f", r.Foreign))

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weft-net/weft/bench/internal/cpuload"
 	"github.com/weft-net/weft/fabric"
 	"github.com/weft-net/weft/fabric/health"
 )
@@ -120,7 +121,7 @@ func runLoad(ctx context.Context, n int, dur time.Duration) (LoadResult, error) 
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	start := time.Now()
-	var a cpuMark
+	var a cpuload.Mark
 	measuring := false
 	sent, answered := 0, 0
 	for {
@@ -134,17 +135,17 @@ func runLoad(ctx context.Context, n int, dur time.Duration) (LoadResult, error) 
 			}
 		case now := <-tick.C:
 			if !measuring && now.Sub(start) >= warm {
-				measuring, start, a = true, now, markCPU()
+				measuring, start, a = true, now, cpuload.Now()
 				sent, answered = 0, 0
 			}
 			if measuring && now.Sub(start) >= dur {
-				b := markCPU()
-				el := b.wall.Sub(a.wall).Seconds()
+				b := cpuload.Now()
+				el := b.Wall.Sub(a.Wall).Seconds()
 				res.SentPerSec = float64(sent) / el
 				if sent > 0 {
 					res.Answered = float64(answered) / float64(sent)
 				}
-				res.Cores, res.Foreign = cores(a, b), foreign(a, b)
+				res.Cores, res.Foreign = cpuload.Cores(a, b), cpuload.Foreign(a, b)
 				return res, nil
 			}
 			tr.Expire(now)

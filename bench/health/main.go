@@ -28,6 +28,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/weft-net/weft/bench/internal/cpuload"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,7 +122,7 @@ func run() error {
 		}
 		// Baseline: the same loop with no peer (the tick alone).
 		for _, n := range append([]int{0}, ns...) {
-			q := waitQuiet(ctx, o.quiet, o.quietWait, log)
+			q := cpuload.WaitQuiet(ctx, o.quiet, o.quietWait, log)
 			log.Info("load", "peers", n)
 			r, err := runLoad(ctx, n, *dur)
 			if err != nil {

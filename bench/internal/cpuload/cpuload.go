@@ -1,4 +1,8 @@
-package main
+// Package cpuload measures the CPU time a benchmark (this process and its
+// children) and the rest of the machine use, and waits for a quiet
+// machine: the development VMs are shared, and other work skews every
+// number. Shared by bench/convergence and bench/health.
+package cpuload
 
 import (
 	"bytes"
@@ -14,26 +18,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cpuMark is the CPU time used so far by this benchmark (this process and
+// Mark is the CPU time used so far by this benchmark (this process and
 // its children: the lab's agents) and by the whole machine, and when it was read.
-type cpuMark struct {
-	wall    time.Time
+type Mark struct {
+	Wall    time.Time // when it was read
 	ours    time.Duration
 	machine time.Duration
 }
 
-func markCPU() cpuMark {
-	var m cpuMark
+func Now() Mark {
+	var m Mark
 	// On a saturated CPU this goroutine can be preempted between the reads,
 	// which skews short windows badly: read again until the reads lie close
 	// together.
 	for range 10 {
 		start := time.Now()
 		// A failed read shows as 0 cores; both only fail on a broken /proc.
-		m.ours, _ = ourCPU()
-		m.machine, _ = machineCPU()
-		m.wall = time.Now()
-		if m.wall.Sub(start) < 20*time.Millisecond {
+		m.ours, _ = Ours()
+		m.machine, _ = Machine()
+		m.Wall = time.Now()
+		if m.Wall.Sub(start) < 20*time.Millisecond {
 			break
 		}
 	}
@@ -41,27 +45,27 @@ func markCPU() cpuMark {
 }
 
 // cores returns how many cores this benchmark kept busy, on average, between a and b.
-func cores(a, b cpuMark) float64 {
-	wall := b.wall.Sub(a.wall)
-	if wall <= 0 {
+func Cores(a, b Mark) float64 {
+	Wall := b.Wall.Sub(a.Wall)
+	if Wall <= 0 {
 		return 0
 	}
-	return float64(b.ours-a.ours) / float64(wall)
+	return float64(b.ours-a.ours) / float64(Wall)
 }
 
 // foreign returns how many cores other processes of the machine kept busy
 // between a and b: this machine is shared, and their load skews every number.
-func foreign(a, b cpuMark) float64 {
-	wall := b.wall.Sub(a.wall)
-	if wall <= 0 {
+func Foreign(a, b Mark) float64 {
+	Wall := b.Wall.Sub(a.Wall)
+	if Wall <= 0 {
 		return 0
 	}
-	return max(0, float64((b.machine-a.machine)-(b.ours-a.ours))/float64(wall))
+	return max(0, float64((b.machine-a.machine)-(b.ours-a.ours))/float64(Wall))
 }
 
-// ourCPU is user plus system time of this process, of its children that
+// Ours is user plus system time of this process, of its children that
 // have exited, and of its live children (read from /proc/<pid>/stat).
-func ourCPU() (time.Duration, error) {
+func Ours() (time.Duration, error) {
 	var self, children unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &self); err != nil {
 		return 0, fmt.Errorf("getrusage self: %w", err)
@@ -102,8 +106,8 @@ func ourCPU() (time.Duration, error) {
 // userHZ is the unit of /proc/stat (USER_HZ, 100 on every Linux architecture Go supports).
 const userHZ = 100
 
-// machineCPU is the busy time of all CPUs from /proc/stat: everything but idle and iowait.
-func machineCPU() (time.Duration, error) {
+// Machine is the busy time of all CPUs from /proc/stat: everything but idle and iowait.
+func Machine() (time.Duration, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, fmt.Errorf("read /proc/stat: %w", err)
@@ -127,30 +131,30 @@ func machineCPU() (time.Duration, error) {
 	return time.Duration(busy) * time.Second / userHZ, nil
 }
 
-// peakSampler samples the CPU clocks about every second until stopped,
+// PeakSampler samples the CPU clocks about every second until stopped,
 // keeping this benchmark's busiest window.
-type peakSampler struct {
+type PeakSampler struct {
 	stop chan struct{}
 	done sync.WaitGroup
 	peak float64
 }
 
-func startPeak() *peakSampler {
-	p := &peakSampler{stop: make(chan struct{})}
+func StartPeak() *PeakSampler {
+	p := &PeakSampler{stop: make(chan struct{})}
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
-		last := markCPU()
+		last := Now()
 		for {
 			select {
 			case <-p.stop:
 				return
 			case <-time.After(time.Second):
 			}
-			m := markCPU()
+			m := Now()
 			// A late wake-up gives a longer window, never a shorter one:
 			// tick-based clocks over short windows read as absurd peaks.
-			p.peak = max(p.peak, cores(last, m))
+			p.peak = max(p.peak, Cores(last, m))
 			last = m
 		}
 	}()
@@ -158,23 +162,25 @@ func startPeak() *peakSampler {
 }
 
 // Stop ends sampling and returns the busiest window in cores.
-func (p *peakSampler) Stop() float64 {
+func (p *PeakSampler) Stop() float64 {
 	close(p.stop)
 	p.done.Wait()
 	return p.peak
 }
 
-// waitQuiet waits until other processes use less than threshold cores over
+// WaitQuiet waits until other processes use less than threshold cores over
 // a 2 s window, or until maxWait has passed (then it returns false), or ctx is done.
-func waitQuiet(ctx context.Context, threshold float64, maxWait time.Duration, log *slog.Logger) bool {
+func WaitQuiet(ctx context.Context, threshold float64, maxWait time.Duration, log *slog.Logger) bool {
 	deadline := time.Now().Add(maxWait)
 	lastLog := time.Now()
 	for {
-		a := markCPU()
-		if err := wait(ctx, nil, 2*time.Second); err != nil {
+		a := Now()
+		select {
+		case <-ctx.Done():
 			return false
+		case <-time.After(2 * time.Second):
 		}
-		load := foreign(a, markCPU())
+		load := Foreign(a, Now())
 		if load < threshold {
 			return true
 		}
