@@ -36,20 +36,6 @@ const StoreFile = "store.snapshot"
 // cluster; gossip spreads the record anyway, and push/pull repairs misses.
 const recordTimeout = 0
 
-// republishPeriod is how often the node re-announces its record (one
-// gossip message per node per period).
-const republishPeriod = 30 * time.Second
-
-// echoDelays are when the node re-announces its record after a change,
-// counted from the change. An update is gossiped to the members known at
-// that moment only: a node that joins a moment later through a seed that
-// had not yet heard of it learns the old record, and memberlist repairs that
-// only at the next push/pull (15 s, scaled up with the cluster: 30 s at 50
-// nodes). That is what kept "h22 has no subnet yet" for 30 s in the
-// 50-agent benchmark. A few echoes after each change close the window at
-// the cost of four small broadcasts per change.
-var echoDelays = [...]time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
-
 // firstClaimWait is how long a node without a subnet waits to hear from its
 // seeds before it claims one on what it knows: long enough for a join and a
 // push/pull on a busy machine, short enough that a node whose seeds are all
@@ -99,11 +85,6 @@ type Agent struct {
 
 	leave  chan chan error
 	rotate chan chan error
-
-	// echo re-announces the record after a change (echoDelays); echoStep is
-	// the next delay's index. Both belong to Run's loop.
-	echo     *time.Timer
-	echoStep int
 
 	polApplier PolicyApplier
 	pe         *policyEngine // set by Run before the API serves
@@ -325,8 +306,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.ready = true
 	a.mu.Unlock()
-	a.echo = time.NewTimer(echoDelays[0])
-	defer a.echo.Stop()
 	a.decide()
 	// Policy too waits for the cluster: the ruleset a restarted agent left
 	// stays in force until the store is known.
@@ -337,8 +316,6 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	resync := time.NewTicker(5 * time.Second)
 	defer resync.Stop()
-	republish := time.NewTicker(republishPeriod)
-	defer republish.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -355,17 +332,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-resync.C:
 			a.decide()
-		case <-republish.C:
-			// Anti-entropy for this node's own record: re-announce it with
-			// a new incarnation, so a peer that missed an update (seen in
-			// the 20-50 agent benchmark: a subnet claim that one peer never
-			// learnt, leaving a conflict unresolved) gets it within a period.
-			a.republish("periodic")
-		case <-a.echo.C:
-			a.republish("echo")
-			if a.echoStep++; a.echoStep < len(echoDelays) {
-				a.echo.Reset(echoDelays[a.echoStep] - echoDelays[a.echoStep-1])
-			}
 		case reply := <-a.rotate:
 			reply <- a.rotateKey(ctx)
 		case reply := <-a.leave:
@@ -506,25 +472,11 @@ func (a *Agent) decideSubnet() {
 	a.publish(rec)
 }
 
-// publish announces a changed record now and arms its echoes (echoDelays).
-// It runs on the agent's loop, as every record change does.
+// publish announces a changed record; gossip re-announces it on its own
+// schedule afterwards (see gossip's echoDelays).
 func (a *Agent) publish(rec gossip.Record) {
 	if err := a.ml.SetRecord(rec, recordTimeout); err != nil {
 		a.log.Error("publish record", "err", err)
-	}
-	a.echoStep = 0
-	if a.echo != nil {
-		a.echo.Reset(echoDelays[0])
-	}
-}
-
-// republish re-announces the current record with a new incarnation.
-func (a *Agent) republish(why string) {
-	a.mu.Lock()
-	rec := a.recordLocked()
-	a.mu.Unlock()
-	if err := a.ml.SetRecord(rec, recordTimeout); err != nil {
-		a.log.Error("republish record", "why", why, "err", err)
 	}
 }
 
@@ -601,8 +553,6 @@ func (a *Agent) rotateKey(ctx context.Context) error {
 	if err := a.ml.SetRecord(rec, recordTimeout); err != nil {
 		return fmt.Errorf("publish rotated key: %w", err)
 	}
-	a.echoStep = 0
-	a.echo.Reset(echoDelays[0])
 	a.log.Info("wireguard key rotated", "public_key", base64.StdEncoding.EncodeToString(pub))
 	a.replan()
 	return nil
